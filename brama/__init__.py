@@ -1,0 +1,1 @@
+"""Brama: circuit breakers and connection health for external dependencies, as OTP-style actors."""
