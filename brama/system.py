@@ -1,0 +1,558 @@
+"""`Brama`: one system of supervised connection actors, and the facade of the public API.
+
+The supervision tree of a system:
+
+    root Supervisor (one_for_one, max_restarts / max_seconds from the options)
+    ├── connections: Supervisor (one_for_one), one dormant-or-running ConnectionActor each
+    └── janitor: Janitor (inactivity sweeps every cleanup_interval)
+
+beside a `TimerService` (expiry ticks, permit timeouts, sweeps, hibernation checks) and an
+`EventBus` (subscriptions). Reads (`available` on a closed or open circuit, `status`,
+`connections`) use the snapshot in each connection's `Cell`; everything that changes a
+circuit goes through its actor.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import pykka
+from pykka import ActorDeadError, ActorRef
+
+from brama import circuit
+from brama.circuit import Circuit, Now
+from brama.config import CONNECTION_OPTIONS, GLOBAL_OPTIONS, Options, Settings, validate_options
+from brama.connection import Cell, ConnectionActor, Crash, Key, child_id
+from brama.errors import AlreadyRegisteredError, BramaError, ConfigError, NotFoundError
+from brama.log import get_logger
+from brama.otp.actor import Actor
+from brama.otp.clock import SYSTEM_CLOCK, Clock
+from brama.otp.eventbus import EventBus, Subscription
+from brama.otp.supervisor import (
+    ChildNotFoundError,
+    ChildSpec,
+    RestartIntensityExceeded,
+    StartContext,
+    Supervisor,
+)
+from brama.otp.timers import TimerService
+from brama.types import CircuitState, ConnectionStatus, Event, EventType
+
+__all__ = ["Brama"]
+
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_CALL_TIMEOUT = 30.0
+_log = "brama.system"
+
+
+class _StoppedTable(dict[Key, Cell]):
+    """Replaces the connection table of a stopped system: every lookup raises BramaError."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        raise BramaError("this Brama system is stopped; start a new one (or brama.shutdown())")
+
+
+def _check_identifier(identifier: Any, name: str = "identifier") -> str:
+    if not isinstance(identifier, str):
+        raise TypeError(f"{name} must be a non-empty str, got {type(identifier).__name__}")
+    if not identifier:
+        raise ValueError(f"{name} must be a non-empty str, got ''")
+    return identifier
+
+
+def _check_scope(scope: Any) -> str | None:
+    if scope is None:
+        return None
+    if not isinstance(scope, str):
+        raise TypeError(f"scope must be None or a non-empty str, got {type(scope).__name__}")
+    if not scope:
+        raise ValueError("scope must be None or a non-empty str, got ''")
+    return scope
+
+
+def _check_key(identifier: Any, scope: Any) -> Key:
+    return (_check_scope(scope), _check_identifier(identifier))
+
+
+def _check_seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+class _ConnectionAddress:
+    """Where messages for one connection go: its current actor, woken or restarted as needed.
+
+    Resolves the connections supervisor at send time, so it stays valid across restarts of
+    that supervisor; timers hold these, never a ref.
+    """
+
+    __slots__ = ("key", "system")
+
+    def __init__(self, system: Brama, key: Key) -> None:
+        self.system = system
+        self.key = key
+
+    def tell(self, message: Any) -> None:
+        self.system._connections_sup.address(child_id(self.key)).tell(message)
+
+    def ask(self, message: Any, *, timeout: float | None = _CALL_TIMEOUT) -> Any:
+        return self.system._connections_sup.address(child_id(self.key)).ask(
+            message, timeout=timeout
+        )
+
+
+class Sweep:
+    """Janitor tick: remove connections inactive for longer than `inactive_threshold`."""
+
+
+class Janitor(Actor):
+    """Sweeps inactive connections every `cleanup_interval` seconds."""
+
+    def __init__(self, system: Brama) -> None:
+        super().__init__()
+        self.system = system
+        self.timer: Any = None
+
+    def on_start(self) -> None:
+        self._arm()
+
+    def on_stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def _arm(self) -> None:
+        interval = self.system._settings.get("cleanup_interval")
+        self.timer = self.system._timers.send_after(interval, self.actor_ref, Sweep())
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Sweep():
+                try:
+                    self.system._sweep()
+                finally:
+                    self._arm()
+                return None
+            case _:
+                return super().on_receive(message)
+
+
+class Brama:
+    """An independent Brama system: its own supervisor tree, registry of connections, timers
+    and event bus. Stop it with `stop()` or use it as a context manager."""
+
+    def __init__(self, **options: Any) -> None:
+        self._settings = Settings(options)
+        clock = self._settings.get("clock")
+        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._cells: dict[Key, Cell] = {}
+        self._groups: dict[str, tuple[Key, ...]] = {}
+        self._lock = threading.RLock()
+        self._stopped = False
+        self._timers = TimerService(self._clock, name="brama-timers")
+        self._bus = EventBus(name="brama-events")
+        self._connections_sup: Supervisor = None  # type: ignore[assignment]  # set by the root
+        self._root: Supervisor | None = None
+        try:
+            self._root = Supervisor(
+                [
+                    ChildSpec("connections", self._start_connections),
+                    ChildSpec.for_actor("janitor", Janitor, self),
+                ],
+                strategy="one_for_one",
+                max_restarts=self._settings.get("max_restarts"),
+                max_seconds=self._settings.get("max_seconds"),
+                clock=self._clock,
+                name="brama",
+            )
+        except BaseException:
+            self._bus.stop()
+            self._timers.stop()
+            raise
+
+    # -- the tree --
+
+    def _start_connections(self, _ctx: StartContext) -> ActorRef[Any]:
+        supervisor = Supervisor(
+            strategy="one_for_one",
+            max_restarts=self._settings.get("max_restarts"),
+            max_seconds=self._settings.get("max_seconds"),
+            clock=self._clock,
+            name="brama.connections",
+        )
+        for key in list(self._cells):
+            supervisor.add_dormant_child(self._child_spec(key))
+        self._connections_sup = supervisor
+        return supervisor.ref
+
+    def _child_spec(self, key: Key) -> ChildSpec:
+        return ChildSpec(child_id(key), functools.partial(self._start_connection, key))
+
+    def _start_connection(self, key: Key, _ctx: StartContext) -> ActorRef[Any]:
+        cell = self._cells.get(key)
+        if cell is None:
+            raise ChildNotFoundError(f"connection {key!r} is no longer registered")
+        return ConnectionActor.start(self, cell)
+
+    def _connection_address(self, key: Key) -> _ConnectionAddress:
+        return _ConnectionAddress(self, key)
+
+    def _now(self) -> Now:
+        clock = self._clock
+        return Now(clock.time(), clock.monotonic())
+
+    def _options_for(self, state: Circuit) -> Options:
+        return self._settings.resolve(state.overrides)
+
+    def _cell(self, identifier: str, scope: str | None) -> Cell:
+        cell = self._cells.get((scope, identifier))
+        if cell is None:
+            _check_key(identifier, scope)
+            where = "" if scope is None else f" in scope {scope!r}"
+            raise NotFoundError(f"connection {identifier!r}{where} is not registered")
+        return cell
+
+    def _ask(self, cell: Cell, message: Any) -> Any:
+        """Send `message` to the connection's actor and wait for the answer."""
+        for _attempt in range(2):
+            try:
+                return _ConnectionAddress(self, cell.key).ask(message)
+            except ChildNotFoundError:
+                if self._cells.get(cell.key) is not cell:
+                    raise NotFoundError(
+                        f"connection {cell.identifier!r} was unregistered meanwhile"
+                    ) from None
+                self._connections_sup.add_dormant_child(self._child_spec(cell.key))
+            except RestartIntensityExceeded as exc:
+                raise BramaError(f"connection {cell.identifier!r} is unavailable: {exc}") from exc
+            except (ActorDeadError, pykka.Timeout) as exc:
+                self._raise_if_down(exc)
+                raise BramaError(
+                    f"connection {cell.identifier!r} did not answer: {exc!r}"
+                ) from exc
+        raise BramaError(f"connection {cell.identifier!r} could not be started")
+
+    def _raise_if_down(self, cause: BaseException) -> None:
+        if self._stopped:
+            raise BramaError("this Brama system is stopped") from cause
+        root = self._root
+        if root is None or not root.alive or not self._connections_sup.alive:
+            failure = root.failure if root is not None else None
+            detail = f": {failure}" if failure is not None else " (its actors were stopped)"
+            raise BramaError(
+                f"the Brama system is down{detail}; call stop() / brama.shutdown() and start anew"
+            ) from cause
+
+    def _emit(self, event_type: EventType, identifier: str, scope: str | None,
+              data: Mapping[str, Any]) -> None:
+        if self._bus.wanted(event_type):
+            self._bus.publish(
+                event_type, Event(event_type, self._clock.time(), identifier, scope, data)
+            )
+
+    # -- lifecycle --
+
+    def stop(self) -> None:
+        """Stop every actor and thread of this system; idempotent."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._cells = _StoppedTable()
+        if self._root is not None:
+            try:
+                self._root.stop()
+            except Exception:  # noqa: BLE001 - stopping must go on with the rest
+                get_logger(_log).warning("root_supervisor_stop_failed", exc_info=True)
+        if self._connections_sup is not None:
+            self._connections_sup.stop()
+        self._bus.stop()
+        self._timers.stop()
+
+    @property
+    def running(self) -> bool:
+        """True until `stop()`."""
+        return not self._stopped
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this system reads (a `FakeClock` in tests)."""
+        return self._clock
+
+    def __enter__(self) -> Brama:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running"
+        return f"<Brama {state}, {len(self._cells)} connections>"
+
+    # -- connections --
+
+    def register(
+        self,
+        identifier: str,
+        *,
+        scope: str | None = None,
+        type: str = "general",  # noqa: A002 - the contract's name
+        metadata: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> ConnectionStatus:
+        """Register a connection; raises AlreadyRegisteredError if it exists."""
+        if self._stopped:
+            raise BramaError("this Brama system is stopped")
+        key = _check_key(identifier, scope)
+        if not isinstance(type, str):
+            raise TypeError(f"type must be a str, got {type!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping or None, got {metadata!r}")
+        overrides = validate_options(options, allowed=CONNECTION_OPTIONS)
+        resolved = self._settings.resolve(overrides)
+        cell = Cell(
+            identifier, scope, type, dict(metadata or {}),
+            circuit.new_circuit(self._now(), overrides),
+        )
+        cells = self._cells
+        if cells.setdefault(key, cell) is not cell:
+            where = "" if scope is None else f" in scope {scope!r}"
+            raise AlreadyRegisteredError(f"connection {identifier!r}{where} is already registered")
+        for _attempt in range(3):
+            try:
+                self._connections_sup.add_dormant_child(self._child_spec(key))
+                break
+            except ActorDeadError:
+                if self._stopped or self._root is None or not self._root.alive:
+                    cells.pop(key, None)
+                    raise BramaError("the Brama system is down; cannot register") from None
+        status = cell.status(resolved)
+        data = {"type": type, "metadata": cell.metadata}
+        self._emit(EventType.CONNECTION_REGISTERED, identifier, scope, data)
+        self._emit(EventType.REGISTRATION, identifier, scope, data)
+        return status
+
+    def unregister(self, identifier: str, *, scope: str | None = None) -> None:
+        """Remove a connection and stop its actor; unknown connections are ignored."""
+        key = _check_key(identifier, scope)
+        if self._remove(key) is not None:
+            self._emit(EventType.CONNECTION_UNREGISTERED, identifier, scope, {})
+
+    def _remove(self, key: Key) -> Cell | None:
+        cell = self._cells.pop(key, None)
+        if cell is None:
+            return None
+        try:
+            self._connections_sup.terminate_child(child_id(key))
+        except ActorDeadError:
+            pass
+        return cell
+
+    def available(self, identifier: str, *, scope: str | None = None) -> bool:
+        """True when a call may go ahead; counts a rejection when it may not."""
+        cell = self._cells.get((scope, identifier))
+        if cell is None:
+            _check_key(identifier, scope)
+            return False
+        state = cell.circuit.state
+        if state is _CLOSED:
+            return True
+        if state is _OPEN:
+            next(cell.fast_rejections)
+            return False
+        return bool(self._ask(cell, circuit.Acquire()))
+
+    def success(self, identifier: str, *, scope: str | None = None) -> None:
+        """Report a successful call."""
+        cell = self._cells.get((scope, identifier))
+        if cell is None:
+            cell = self._cell(identifier, scope)
+        state = cell.circuit
+        if (
+            state.state is _CLOSED
+            and state.failure_count == 0
+            and not self._bus.wanted(EventType.SUCCESS)
+        ):
+            next(cell.fast_successes)
+            cell.last_fast_success = self._clock.time()
+            return
+        self._ask(cell, circuit.Success())
+
+    def failure(self, identifier: str, *, scope: str | None = None, reason: Any = None) -> None:
+        """Report a failed call; returns once the circuit has taken it into account."""
+        self._ask(self._cell(identifier, scope), circuit.Failure(reason))
+
+    def status(self, identifier: str, *, scope: str | None = None) -> ConnectionStatus:
+        """The connection's current status, read from its snapshot."""
+        cell = self._cell(identifier, scope)
+        return cell.status(self._options_for(cell.circuit))
+
+    def connections(self, *, scope: str | None = None) -> list[ConnectionStatus]:
+        """Every registered connection, or those of `scope`."""
+        _check_scope(scope)
+        cells = list(self._cells.values())
+        return [
+            cell.status(self._options_for(cell.circuit))
+            for cell in cells
+            if scope is None or cell.scope == scope
+        ]
+
+    def configure(self, identifier: str | None = None, *, scope: str | None = None,
+                  **options: Any) -> None:
+        """Change options globally (identifier None) or for one connection."""
+        if identifier is None:
+            _check_scope(scope)
+            if "clock" in options:
+                raise ConfigError("clock cannot be changed at runtime; pass it when starting")
+            checked = validate_options(options, allowed=GLOBAL_OPTIONS)
+            preview = self._settings.preview(**checked)
+            for cell in list(self._cells.values()):
+                preview.resolve(cell.circuit.overrides)
+            self._settings.configure(**checked)
+            return
+        cell = self._cell(identifier, scope)
+        checked = validate_options(options, allowed=CONNECTION_OPTIONS)
+        self._settings.resolve({**cell.circuit.overrides, **checked})
+        self._ask(cell, circuit.Configure(checked))
+
+    # -- circuit control --
+
+    def open_circuit(self, identifier: str, *, scope: str | None = None, reason: Any = None,
+                     expires_in: float | None = None) -> None:
+        """Force the circuit open; `expires_in` overrides this opening's expiry."""
+        cell = self._cell(identifier, scope)
+        if expires_in is not None:
+            expires_in = _check_seconds(expires_in, "expires_in")
+        self._ask(cell, circuit.OpenCircuit(reason, expires_in))
+
+    def close_circuit(self, identifier: str, *, scope: str | None = None,
+                      reason: Any = None) -> None:
+        """Force the circuit closed."""
+        self._ask(self._cell(identifier, scope), circuit.CloseCircuit(reason))
+
+    def reset_circuit(self, identifier: str, *, scope: str | None = None,
+                      reason: Any = None) -> None:
+        """Close the circuit, clear the failure count and the backoff."""
+        self._ask(self._cell(identifier, scope), circuit.ResetCircuit(reason))
+
+    def reset_expiry(self, identifier: str, *, scope: str | None = None) -> None:
+        """An open circuit goes to half-open now."""
+        self._ask(self._cell(identifier, scope), circuit.ResetExpiry())
+
+    def set_expiry(self, identifier: str, seconds: float, *, scope: str | None = None) -> None:
+        """The expiry of this connection from now on (an open circuit's deadline moves too)."""
+        cell = self._cell(identifier, scope)
+        value = _check_seconds(seconds, "seconds")
+        self._settings.resolve({**cell.circuit.overrides, "expiry": value, "initial_expiry": value})
+        self._ask(cell, circuit.SetExpiry(value))
+
+    def disable_expiry(self, identifier: str, *, scope: str | None = None) -> None:
+        """Keep the circuit open until a manual action."""
+        self._ask(self._cell(identifier, scope), circuit.DisableExpiry())
+
+    # -- events --
+
+    def subscribe(
+        self,
+        *,
+        events: Iterable[EventType | str] | EventType | str | None = None,
+        connection: str | None = None,
+        scope: str | None = None,
+        filter: Callable[[Event], bool] | None = None,  # noqa: A002 - the contract's name
+        actor: ActorRef[Any] | None = None,
+        handler: Callable[[Event], None] | Any | None = None,
+    ) -> Subscription:
+        """Subscribe to events; see API.md for the delivery modes."""
+        if self._stopped:
+            raise BramaError("this Brama system is stopped")
+        topics: frozenset[EventType] | None
+        if events is None:
+            topics = None
+        elif isinstance(events, (str, EventType)):
+            topics = frozenset({EventType.coerce(events)})
+        else:
+            try:
+                items = list(events)
+            except TypeError:
+                raise ConfigError(
+                    f"events must be an iterable of event types or None, got {events!r}"
+                ) from None
+            topics = frozenset(EventType.coerce(item) for item in items)
+        if connection is not None:
+            _check_identifier(connection, "connection")
+        _check_scope(scope)
+        if filter is not None and not callable(filter):
+            raise TypeError(f"filter must be callable or None, got {filter!r}")
+        if actor is not None and handler is not None:
+            raise ValueError("subscribe: give either actor or handler, not both")
+        if actor is not None and not isinstance(actor, ActorRef):
+            raise TypeError(f"actor must be a pykka.ActorRef, got {actor!r}")
+        if handler is not None and not (
+            callable(handler) or callable(getattr(handler, "handle_event", None))
+        ):
+            raise TypeError(
+                f"handler must be callable or have a handle_event(event) method, got {handler!r}"
+            )
+        target: Any = actor if actor is not None else handler
+        return self._bus.subscribe(
+            target, topics=topics, filter=_event_filter(connection, scope, filter)
+        )
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop a subscription; idempotent."""
+        if not isinstance(subscription, Subscription):
+            raise TypeError(f"unsubscribe: expected a Subscription, got {subscription!r}")
+        subscription.close()
+
+    # -- sweeps and testing hooks --
+
+    def _sweep(self) -> None:
+        threshold = self._settings.get("inactive_threshold")
+        if threshold is None:
+            return
+        now = self._now()
+        removed: list[Cell] = []
+        for key, cell in list(self._cells.items()):
+            state = cell.circuit
+            idle = now.mono - state.last_activity
+            if cell.last_fast_success is not None:
+                idle = min(idle, now.wall - cell.last_fast_success)
+            if idle >= threshold and self._remove(key) is cell:
+                removed.append(cell)
+        if not removed:
+            return
+        for cell in removed:
+            self._emit(EventType.CONNECTION_REMOVED, cell.identifier, cell.scope,
+                       {"reason": "inactive", "inactive_threshold": threshold})
+        self._emit(
+            EventType.CLEANUP, "", None,
+            {"removed": [{"identifier": c.identifier, "scope": c.scope} for c in removed],
+             "count": len(removed)},
+        )
+
+    def _crash(self, identifier: str, scope: str | None) -> None:
+        cell = self._cell(identifier, scope)
+        _ConnectionAddress(self, cell.key).tell(Crash())
+
+
+def _event_filter(
+    connection: str | None, scope: str | None, user_filter: Callable[[Event], bool] | None
+) -> Callable[[Event], bool] | None:
+    if connection is None and scope is None:
+        return user_filter
+
+    def matches(event: Event) -> bool:
+        if connection is not None and event.connection != connection:
+            return False
+        if scope is not None and event.scope != scope:
+            return False
+        return user_filter is None or bool(user_filter(event))
+
+    return matches
