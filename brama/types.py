@@ -1,0 +1,150 @@
+"""Value types shared by the whole library: circuit states, event types, statuses and events.
+
+All of them are immutable so that snapshots can be handed to any thread without copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from brama.errors import ConfigError
+
+__all__ = ["CircuitState", "ConnectionStatus", "Event", "EventType"]
+
+
+class CircuitState(str, Enum):
+    """The three states of a circuit breaker; str-valued, so `CircuitState.OPEN == "open"`."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def coerce(cls, value: CircuitState | str) -> CircuitState:
+        """Return the member for `value` (a member or its string value), else raise ConfigError."""
+        try:
+            return cls(value)
+        except ValueError:
+            accepted = ", ".join(repr(m.value) for m in cls)
+            raise ConfigError(f"state must be one of {accepted}, got {value!r}") from None
+
+
+class EventType(str, Enum):
+    """The kinds of event the bus publishes; str-valued, and the string is accepted everywhere."""
+
+    STATE_CHANGE = "state_change"
+    REGISTRATION = "registration"
+    FAILURE = "failure"
+    SUCCESS = "success"
+    EXPIRY = "expiry"
+    CLEANUP = "cleanup"
+    CIRCUIT_OPENED = "circuit_opened"
+    CIRCUIT_CLOSED = "circuit_closed"
+    CIRCUIT_RESET = "circuit_reset"
+    CONNECTION_REGISTERED = "connection_registered"
+    CONNECTION_UNREGISTERED = "connection_unregistered"
+    CIRCUIT_HALF_OPENED = "circuit_half_opened"
+    CONNECTION_REMOVED = "connection_removed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def coerce(cls, value: EventType | str) -> EventType:
+        """Return the member for `value` (a member or its string value), else raise ConfigError."""
+        try:
+            return cls(value)
+        except ValueError:
+            accepted = ", ".join(repr(m.value) for m in cls)
+            raise ConfigError(f"event type must be one of {accepted}, got {value!r}") from None
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A read-only copy of `value` (an empty one for None), so callers cannot mutate it later."""
+    return MappingProxyType(dict(value) if value is not None else {})
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    """A point-in-time snapshot of one connection: its circuit, its settings and its metrics.
+
+    Times are wall-clock epoch seconds; `expiry` is the length of the current opening while
+    open or half-open, else of the next one.
+    """
+
+    identifier: str
+    scope: str | None
+    type: str
+    state: CircuitState
+    failure_count: int
+    max_attempts: int
+    expiry: float
+    expiry_strategy: str
+    initial_expiry: float
+    max_expiry: float
+    backoff_factor: float
+    half_open_max_calls: int
+    success_threshold: int
+    opened_at: float | None
+    last_failure_time: float | None
+    last_success_time: float | None
+    last_state_change: float | None
+    registered_at: float | None
+    expiry_disabled: bool
+    metadata: Mapping[str, Any]
+    total_successes: int
+    total_failures: int
+    rejected_calls: int
+    success_rate: float | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle support (a read-only mapping proxy cannot be pickled as is)."""
+        return (_rebuild, (type(self), _plain_fields(self)))
+
+    @property
+    def available(self) -> bool:
+        """True unless the circuit is open (half-open calls may still find every permit taken)."""
+        return self.state is not CircuitState.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One notification from the event bus; `timestamp` is wall-clock epoch seconds."""
+
+    event: EventType
+    timestamp: float
+    connection: str
+    scope: str | None
+    data: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event", EventType.coerce(self.event))
+        object.__setattr__(self, "data", _frozen_mapping(self.data))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle support (a read-only mapping proxy cannot be pickled as is)."""
+        return (_rebuild, (type(self), _plain_fields(self)))
+
+
+def _plain_fields(instance: Any) -> dict[str, Any]:
+    """The fields of a dataclass instance, with mapping proxies turned into dicts."""
+    return {
+        f.name: dict(value) if isinstance(value, MappingProxyType) else value
+        for f in fields(instance)
+        for value in (getattr(instance, f.name),)
+    }
+
+
+def _rebuild(cls: type[Any], values: dict[str, Any]) -> Any:
+    """Unpickle a frozen dataclass from its field values."""
+    return cls(**values)
