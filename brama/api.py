@@ -78,7 +78,7 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def register(identifier: str, *, scope: str | None = None, type: str = "general",  # noqa: A002
+def register(identifier: str, *, scope: str | None = None, type: str = "general",
              metadata: Mapping[str, Any] | None = None, **options: Any) -> ConnectionStatus:
     """Register a connection with the default system (see `Brama.register`)."""
     return default().register(identifier, scope=scope, type=type, metadata=metadata, **options)
@@ -155,7 +155,7 @@ def subscribe(
     events: Iterable[EventType | str] | EventType | str | None = None,
     connection: str | None = None,
     scope: str | None = None,
-    filter: Callable[[Event], bool] | None = None,  # noqa: A002
+    filter: Callable[[Event], bool] | None = None,
     actor: ActorRef[Any] | None = None,
     handler: Callable[[Event], None] | Any | None = None,
 ) -> Subscription:

@@ -122,6 +122,7 @@ class ConnectionActor(Actor):
         self.hibernate_timer: Any = None
 
     def on_start(self) -> None:
+        self.system._registry.register(self.cell.key, self.actor_ref)
         now = self.system._now()
         for timer in circuit.resume_timers(self.cell.circuit, now):
             self.system._timers.send_after(timer.delay, self.address, timer.message)

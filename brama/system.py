@@ -14,8 +14,8 @@ circuit goes through its actor.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -25,13 +25,21 @@ from pykka import ActorDeadError, ActorRef
 
 from brama import circuit
 from brama.circuit import Circuit, Now
-from brama.config import CONNECTION_OPTIONS, GLOBAL_OPTIONS, Options, Settings, validate_options
+from brama.config import (
+    CONNECTION_OPTIONS,
+    GLOBAL_OPTIONS,
+    Options,
+    Settings,
+    validate_duration,
+    validate_options,
+)
 from brama.connection import Cell, ConnectionActor, Crash, Key, child_id
 from brama.errors import AlreadyRegisteredError, BramaError, ConfigError, NotFoundError
 from brama.log import get_logger
-from brama.otp.actor import Actor
+from brama.otp.actor import Actor, call
 from brama.otp.clock import SYSTEM_CLOCK, Clock
 from brama.otp.eventbus import EventBus, Subscription
+from brama.otp.registry import Registry
 from brama.otp.supervisor import (
     ChildNotFoundError,
     ChildSpec,
@@ -47,6 +55,7 @@ __all__ = ["Brama"]
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _CALL_TIMEOUT = 30.0
+_RESENDS = 10
 _log = "brama.system"
 
 
@@ -79,19 +88,13 @@ def _check_key(identifier: Any, scope: Any) -> Key:
     return (_check_scope(scope), _check_identifier(identifier))
 
 
-def _check_seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
-
-
 class _ConnectionAddress:
     """Where messages for one connection go: its current actor, woken or restarted as needed.
 
-    Resolves the connections supervisor at send time, so it stays valid across restarts of
-    that supervisor; timers hold these, never a ref.
+    The running actor is found in the registry (a direct read); a connection without one
+    (dormant, or dead and not yet restarted) is started through the connections supervisor,
+    looked up at send time so the address stays valid across restarts of that supervisor.
+    Timers hold these, never a ref.
     """
 
     __slots__ = ("key", "system")
@@ -100,13 +103,32 @@ class _ConnectionAddress:
         self.system = system
         self.key = key
 
+    def _ref(self) -> ActorRef[Any]:
+        ref = self.system._registry.whereis(self.key)
+        if ref is None:
+            ref = self.system._connections_sup.ensure_child(child_id(self.key))
+        return ref
+
     def tell(self, message: Any) -> None:
-        self.system._connections_sup.address(child_id(self.key)).tell(message)
+        for _attempt in range(_RESENDS):
+            ref = self._ref()
+            try:
+                ref.tell(message)
+                return
+            except ActorDeadError:
+                continue
+        raise ActorDeadError(f"connection {self.key!r} keeps dying; message not delivered")
 
     def ask(self, message: Any, *, timeout: float | None = _CALL_TIMEOUT) -> Any:
-        return self.system._connections_sup.address(child_id(self.key)).ask(
-            message, timeout=timeout
-        )
+        """Ask the connection's actor; resent only if the actor died before handling it."""
+        for _attempt in range(_RESENDS):
+            ref = self._ref()
+            try:
+                return call(ref, message, timeout=timeout)
+            except ActorDeadError:
+                if ref.is_alive():
+                    raise
+        raise ActorDeadError(f"connection {self.key!r} keeps dying; message not delivered")
 
 
 class Sweep:
@@ -158,6 +180,7 @@ class Brama:
         self._stopped = False
         self._timers = TimerService(self._clock, name="brama-timers")
         self._bus = EventBus(name="brama-events")
+        self._registry = Registry(name="brama-registry")
         self._connections_sup: Supervisor = None  # type: ignore[assignment]  # set by the root
         self._root: Supervisor | None = None
         try:
@@ -173,6 +196,7 @@ class Brama:
                 name="brama",
             )
         except BaseException:
+            self._registry.stop()
             self._bus.stop()
             self._timers.stop()
             raise
@@ -269,10 +293,11 @@ class Brama:
         if self._root is not None:
             try:
                 self._root.stop()
-            except Exception:  # noqa: BLE001 - stopping must go on with the rest
+            except Exception:
                 get_logger(_log).warning("root_supervisor_stop_failed", exc_info=True)
         if self._connections_sup is not None:
             self._connections_sup.stop()
+        self._registry.stop()
         self._bus.stop()
         self._timers.stop()
 
@@ -303,7 +328,7 @@ class Brama:
         identifier: str,
         *,
         scope: str | None = None,
-        type: str = "general",  # noqa: A002 - the contract's name
+        type: str = "general",
         metadata: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> ConnectionStatus:
@@ -349,10 +374,8 @@ class Brama:
         cell = self._cells.pop(key, None)
         if cell is None:
             return None
-        try:
+        with contextlib.suppress(ActorDeadError):
             self._connections_sup.terminate_child(child_id(key))
-        except ActorDeadError:
-            pass
         return cell
 
     def available(self, identifier: str, *, scope: str | None = None) -> bool:
@@ -429,7 +452,7 @@ class Brama:
         """Force the circuit open; `expires_in` overrides this opening's expiry."""
         cell = self._cell(identifier, scope)
         if expires_in is not None:
-            expires_in = _check_seconds(expires_in, "expires_in")
+            expires_in = validate_duration("expires_in", expires_in)
         self._ask(cell, circuit.OpenCircuit(reason, expires_in))
 
     def close_circuit(self, identifier: str, *, scope: str | None = None,
@@ -449,8 +472,8 @@ class Brama:
     def set_expiry(self, identifier: str, seconds: float, *, scope: str | None = None) -> None:
         """The expiry of this connection from now on (an open circuit's deadline moves too)."""
         cell = self._cell(identifier, scope)
-        value = _check_seconds(seconds, "seconds")
-        self._settings.resolve({**cell.circuit.overrides, "expiry": value, "initial_expiry": value})
+        value = validate_duration("seconds", seconds)
+        self._settings.resolve(circuit.expiry_overrides(cell.circuit.overrides, value))
         self._ask(cell, circuit.SetExpiry(value))
 
     def disable_expiry(self, identifier: str, *, scope: str | None = None) -> None:
@@ -465,7 +488,7 @@ class Brama:
         events: Iterable[EventType | str] | EventType | str | None = None,
         connection: str | None = None,
         scope: str | None = None,
-        filter: Callable[[Event], bool] | None = None,  # noqa: A002 - the contract's name
+        filter: Callable[[Event], bool] | None = None,
         actor: ActorRef[Any] | None = None,
         handler: Callable[[Event], None] | Any | None = None,
     ) -> Subscription:

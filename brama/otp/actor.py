@@ -8,6 +8,7 @@ escaping a handler is turned into an ordinary failure of that one actor.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class Exit:
         return isinstance(self.reason, BaseException)
 
 
-class ContainedBaseException(Exception):  # noqa: N818 - it is the contained thing, not an error kind
+class ContainedBaseException(Exception):
     """A `BaseException` (SystemExit, KeyboardInterrupt, ...) caught inside an actor.
 
     pykka answers a `BaseException` in any actor by stopping every actor in the process; wrapped
@@ -98,7 +99,7 @@ class Actor(pykka.ThreadingActor):
     def _actor_loop_setup(self) -> None:
         try:
             super()._actor_loop_setup()
-        except BaseException as exc:  # noqa: BLE001 - a BaseException in on_start
+        except BaseException as exc:
             self._handle_failure(ContainedBaseException, ContainedBaseException(exc), None)
 
     def _handle_failure(
@@ -144,15 +145,11 @@ class Actor(pykka.ThreadingActor):
 
 def _deliver_exit(watcher: Watcher, exit_message: Exit) -> None:
     if isinstance(watcher, ActorRef):
-        try:
+        with contextlib.suppress(ActorDeadError):
             watcher.tell(exit_message)
-        except ActorDeadError:
-            pass
     else:
-        try:
+        with contextlib.suppress(Exception):
             watcher(exit_message)
-        except Exception:  # noqa: BLE001 - a watcher's failure must not hide the exit
-            pass
 
 
 def monitor(ref: ActorRef[Any], watcher: Watcher) -> int:
