@@ -13,6 +13,7 @@ Children must be `brama.otp.Actor`s, which tell the supervisor how they ended.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -59,7 +60,7 @@ class ChildNotFoundError(LookupError):
     """No child with that id is known to the supervisor."""
 
 
-class RestartIntensityExceeded(Exception):  # noqa: N818 - named after the OTP condition
+class RestartIntensityExceeded(Exception):  # named after the OTP condition
     """More than `max_restarts` restarts within `max_seconds`: the supervisor gave up."""
 
 
@@ -232,9 +233,9 @@ class SupervisorActor(Actor):
                         raise
                 return child.ref
             case _TerminateChild(child_id=child_id):
-                child = self.children.pop(child_id, None)
-                if child is not None:
-                    self._stop_child(child)
+                gone = self.children.pop(child_id, None)
+                if gone is not None:
+                    self._stop_child(gone)
             case _StartInitial(specs=specs):
                 for spec in specs:
                     if spec.id in self.children:
@@ -255,6 +256,11 @@ class SupervisorActor(Actor):
         for child in reversed(list(self.children.values())):
             self._stop_child(child)
 
+    def on_failure(self, *exc_info: Any) -> None:
+        # pykka calls on_failure, not on_stop, when a handler fails: stop the children here too,
+        # or they would outlive their supervisor (and be started twice by its restart).
+        self.on_stop()
+
     # -- starting and stopping --
 
     def _start(self, child: _Child) -> None:
@@ -264,12 +270,17 @@ class SupervisorActor(Actor):
             raise TypeError(
                 f"child {child.spec.id!r}: start must return a pykka.ActorRef, got {ref!r}"
             )
+        try:
+            handle = monitor(ref, self.actor_ref)
+        except TypeError:  # not a brama.otp.Actor: it cannot be supervised, so do not leak it
+            ref.stop(block=False)
+            raise
         actor = ref._actor_weakref()
         child.ref = ref
         child.actor = actor if isinstance(actor, Actor) else None
         child.status = "running"
         self.by_urn[ref.actor_urn] = child.spec.id
-        child.monitor_handle = monitor(ref, self.actor_ref)
+        child.monitor_handle = handle
 
     def _stop_child(self, child: _Child) -> None:
         ref = child.ref
@@ -291,6 +302,8 @@ class SupervisorActor(Actor):
             log.warning("child %r did not stop within %.1fs", child.spec.id, child.spec.shutdown)
         except ActorDeadError:
             pass
+        except Exception as exc:  # e.g. a BaseException in its on_stop, contained and re-raised
+            log.error("child %r failed while stopping: %r", child.spec.id, exc)
 
     # -- deaths and restarts --
 
@@ -348,8 +361,11 @@ class SupervisorActor(Actor):
             if not self._note_restart(failed, reason):
                 return
             for other in reversed(group):
-                if other is not failed:
-                    self._stop_child(other)
+                self._stop_child(other)  # the failed child only has a ref on a retry
+            for other in group:  # OTP: temporary children are never restarted, not even here
+                if other is not failed and other.spec.restart == "temporary":
+                    self.children.pop(other.spec.id, None)
+            group = [c for c in group if c is failed or c.spec.restart != "temporary"]
             try:
                 for member in group:
                     member.restarts += 1
@@ -384,17 +400,11 @@ class SupervisorActor(Actor):
             reason: ExitReason = dead._otp_reason if dead is not None else NORMAL
             demonitor(child.ref, child.monitor_handle)
             self.by_urn.pop(child.ref.actor_urn, None)
-            if reason == HIBERNATED or child.spec.restart == "temporary":
-                self._handle_death(child, reason)
-            else:
-                child.status = "stopped"
-                child.ref = None
-                child.actor = None
-                self._restart_for(child, reason)
-                if self.given_up:
-                    raise self.facade._failure or RestartIntensityExceeded(str(child_id))
-                if child.ref is not None:
-                    return child.ref
+            self._handle_death(child, reason)
+            if self.given_up:
+                raise self.facade._failure or RestartIntensityExceeded(str(child_id))
+            if child.ref is not None:
+                return child.ref
         if child_id not in self.children:
             raise ChildNotFoundError(f"child {child_id!r} of {self.facade.name!r} is gone")
         self._start(child)
@@ -572,10 +582,8 @@ class Supervisor:
         with self._stop_lock:
             if not self.ref.is_alive():
                 return
-            try:
+            with contextlib.suppress(ActorDeadError):
                 self.ref.stop(block=True, timeout=timeout)
-            except ActorDeadError:
-                pass
 
     def __enter__(self) -> Supervisor:
         return self
