@@ -9,7 +9,9 @@ escaping a handler is turned into an ordinary failure of that one actor.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -68,6 +70,7 @@ class ContainedBaseException(Exception):
 
 
 Watcher = ActorRef[Any] | Callable[[Exit], None]
+_handles = itertools.count(1)
 
 
 class Actor(pykka.ThreadingActor):
@@ -85,6 +88,7 @@ class Actor(pykka.ThreadingActor):
         self._otp_watchers: dict[int, Watcher] = {}
         self._otp_exit: Exit | None = None
         self._otp_reason: ExitReason = NORMAL
+        self._otp_done = threading.Event()  # set once every queued ask has been answered
 
     # -- exit reason bookkeeping (pykka internals are overridden here, and only here) --
 
@@ -115,7 +119,14 @@ class Actor(pykka.ThreadingActor):
     def _actor_loop(self) -> None:
         try:
             super()._actor_loop()
+        except BaseException as exc:
+            if self._otp_reason == NORMAL:
+                self._otp_reason = exc
+            pykka.ActorRegistry.unregister(self.actor_ref)
+            self.actor_stopped.set()
+            self._actor_loop_teardown()
         finally:
+            self._otp_done.set()
             self._otp_notify_exit()
 
     def _otp_notify_exit(self) -> None:
@@ -161,7 +172,7 @@ def monitor(ref: ActorRef[Any], watcher: Watcher) -> int:
     """
     actor = ref._actor_weakref()
     if actor is None:
-        handle = id(watcher)
+        handle = next(_handles)
         _deliver_exit(watcher, Exit(ref, NORMAL))
         return handle
     if not isinstance(actor, Actor):
@@ -170,7 +181,7 @@ def monitor(ref: ActorRef[Any], watcher: Watcher) -> int:
         )
     with actor._otp_lock:
         done = actor._otp_exit
-        handle = id(watcher) ^ id(actor)
+        handle = next(_handles)
         if done is None:
             actor._otp_watchers[handle] = watcher
             return handle
@@ -191,22 +202,31 @@ def call(ref: ActorRef[Any], message: Any, *, timeout: float | None = None) -> A
 
     pykka's `ask` checks that the actor is alive and then queues the message; if the actor
     finished stopping in between, nobody ever answers. Like `gen_server:call` (which monitors
-    the callee), this waits in slices and raises `ActorDeadError` once the actor is gone.
+    the callee), this waits in slices and raises `ActorDeadError` once the actor is gone and
+    has answered everything it is going to answer (for a `brama.otp.Actor`: its thread ended).
     Raises `pykka.Timeout` after `timeout` seconds (None: wait as long as the actor lives).
     """
     future = ref.ask(message, block=False)
-    waited = 0.0
-    slice_ = 0.05
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        wait = slice_ if timeout is None else min(slice_, max(timeout - waited, 0.0))
+        wait = _SLICE if deadline is None else min(_SLICE, max(deadline - time.monotonic(), 0.0))
         try:
             return future.get(timeout=wait)
         except pykka.Timeout:
-            waited += wait
             if not ref.is_alive():
+                actor = ref._actor_weakref()
+                if isinstance(actor, Actor):
+                    remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+                    actor._otp_done.wait(remaining)
+                    grace = 0.0
+                else:
+                    grace = _SLICE
                 try:
-                    return future.get(timeout=0.05)
+                    return future.get(timeout=grace)
                 except pykka.Timeout:
                     raise ActorDeadError(f"{ref} stopped before answering") from None
-            if timeout is not None and waited >= timeout:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise
+
+
+_SLICE = 0.05

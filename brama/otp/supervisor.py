@@ -516,8 +516,10 @@ class Supervisor:
     ) -> ChildSpec:
         """A spec that runs a nested supervisor as a child: how escalation reaches a parent."""
 
+        options.setdefault("name", str(child_id))
+
         def start(_ctx: StartContext) -> ActorRef[Any]:
-            return cls(children, name=str(child_id), **options).ref
+            return cls(children, **options).ref
 
         return ChildSpec(child_id, start, restart=restart, shutdown=shutdown)
 
