@@ -13,6 +13,7 @@ from typing import Any
 
 from pykka import ActorRef
 
+from brama.decorator import circuit_breaker, guard
 from brama.errors import BramaError
 from brama.otp.eventbus import Subscription
 from brama.system import Brama
@@ -20,14 +21,21 @@ from brama.types import ConnectionStatus, Event, EventType
 
 __all__ = [
     "available",
+    "circuit_breaker",
     "close_circuit",
     "configure",
     "connections",
     "default",
     "disable_expiry",
     "failure",
+    "group_available",
+    "group_failure",
+    "group_status",
+    "group_success",
+    "guard",
     "open_circuit",
     "register",
+    "register_group",
     "reset_circuit",
     "reset_expiry",
     "set_expiry",
@@ -37,6 +45,7 @@ __all__ = [
     "subscribe",
     "success",
     "unregister",
+    "unregister_group",
     "unsubscribe",
 ]
 
@@ -167,3 +176,33 @@ def subscribe(
 def unsubscribe(subscription: Subscription) -> None:
     """Cancel a subscription (see `Brama.unsubscribe`)."""
     default().unsubscribe(subscription)
+
+
+def register_group(name: str, members: Iterable[str], *, scope: str | None = None) -> None:
+    """Register a group of connections (see `Brama.register_group`)."""
+    default().register_group(name, members, scope=scope)
+
+
+def unregister_group(name: str) -> None:
+    """Forget a group (see `Brama.unregister_group`)."""
+    default().unregister_group(name)
+
+
+def group_available(name: str) -> bool:
+    """Is no member of the group open? A pure check (see `Brama.group_available`)."""
+    return default().group_available(name)
+
+
+def group_status(name: str) -> dict[str, ConnectionStatus]:
+    """The status of every member, keyed by identifier (see `Brama.group_status`)."""
+    return default().group_status(name)
+
+
+def group_success(name: str) -> None:
+    """Report a success to every member (see `Brama.group_success`)."""
+    default().group_success(name)
+
+
+def group_failure(name: str, *, reason: Any = None) -> None:
+    """Report a failure to every member (see `Brama.group_failure`)."""
+    default().group_failure(name, reason=reason)

@@ -35,6 +35,7 @@ from brama.config import (
 )
 from brama.connection import Cell, ConnectionActor, Crash, Key, child_id
 from brama.errors import AlreadyRegisteredError, BramaError, ConfigError, NotFoundError
+from brama.groups import GroupsMixin
 from brama.log import get_logger
 from brama.otp.actor import Actor, call
 from brama.otp.clock import SYSTEM_CLOCK, Clock
@@ -166,7 +167,7 @@ class Janitor(Actor):
                 return super().on_receive(message)
 
 
-class Brama:
+class Brama(GroupsMixin):
     """An independent Brama system: its own supervisor tree, registry of connections, timers
     and event bus. Stop it with `stop()` or use it as a context manager."""
 
@@ -420,6 +421,8 @@ class Brama:
     def connections(self, *, scope: str | None = None) -> list[ConnectionStatus]:
         """Every registered connection, or those of `scope`."""
         _check_scope(scope)
+        if self._stopped:
+            raise BramaError("this Brama system is stopped")
         cells = list(self._cells.values())
         return [
             cell.status(self._options_for(cell.circuit))

@@ -1,19 +1,37 @@
 """Helpers for testing code that uses Brama: a fake clock, forced states, crashes.
 
 The pytest plugin (fixtures `brama_system` and `brama_clock`) lives in `brama.testing.plugin`
-and is registered through the `pytest11` entry point.
+and is registered through the `pytest11` entry point. Every helper takes `system=None` for the
+default system and `scope=None`, like the facade methods, and works through the public
+actor messages, so the connection emits the same events as in production.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from brama import api
 from brama.otp.clock import FakeClock
 from brama.system import Brama
+from brama.types import CircuitState
 
-__all__ = ["FakeClock", "crash_connection"]
+__all__ = [
+    "FakeClock",
+    "add_failures",
+    "crash_connection",
+    "set_state",
+    "simulate_failures",
+    "simulate_recovery",
+]
+
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
 
 
 def _system(system: Brama | None) -> Brama:
+    if system is not None and not isinstance(system, Brama):
+        raise TypeError(f"system must be a brama.Brama or None (the default), got {system!r}")
     return api.default() if system is None else system
 
 
@@ -21,3 +39,76 @@ def crash_connection(identifier: str, *, scope: str | None = None,
                      system: Brama | None = None) -> None:
     """Make the connection's actor die of an unhandled exception, to test supervision."""
     _system(system)._crash(identifier, scope)
+
+
+def set_state(identifier: str, state: CircuitState | str, *, scope: str | None = None,
+              system: Brama | None = None) -> None:
+    """Force the circuit into `state` ("closed", "open" or "half_open", or a CircuitState).
+
+    closed is `close_circuit` (failure count 0, backoff reset, even if already closed); open is
+    `open_circuit` (nothing happens if already open, so the deadline stays); half_open is
+    `open_circuit` then `reset_expiry` (nothing happens if already half-open).
+    Raises ConfigError (a ValueError) naming `state` for anything else.
+    """
+    target = CircuitState.coerce(state)
+    brama = _system(system)
+    current = brama.status(identifier, scope=scope).state
+    reason = "brama.testing.set_state"
+    if target is _CLOSED:
+        brama.close_circuit(identifier, scope=scope, reason=reason)
+    elif target is _OPEN:
+        if current is not _OPEN:
+            brama.open_circuit(identifier, scope=scope, reason=reason)
+    elif current is not _HALF_OPEN:
+        if current is not _OPEN:
+            brama.open_circuit(identifier, scope=scope, reason=reason)
+        brama.reset_expiry(identifier, scope=scope)
+
+
+def _check_count(count: Any) -> int:
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"count must be an int >= 0, got {type(count).__name__}: {count!r}")
+    if count < 0:
+        raise ValueError(f"count must be an int >= 0, got {count!r}")
+    return count
+
+
+def add_failures(identifier: str, count: int, *, scope: str | None = None,
+                 system: Brama | None = None) -> None:
+    """Report `count` failures (reason "brama.testing.add_failures"), as failing calls would.
+
+    NotFoundError if the connection is unknown, even for `count=0`.
+    """
+    number = _check_count(count)
+    brama = _system(system)
+    brama.status(identifier, scope=scope)
+    for _ in range(number):
+        brama.failure(identifier, scope=scope, reason="brama.testing.add_failures")
+
+
+simulate_failures = add_failures
+"""Alias of `add_failures`."""
+
+
+def simulate_recovery(identifier: str, *, scope: str | None = None,
+                      system: Brama | None = None) -> None:
+    """Bring the circuit back to closed the way a recovering dependency would.
+
+    open: `reset_expiry` (half-open now), then successes until it closes
+    (`success_threshold` of them); half-open: successes until it closes; closed: one success,
+    which clears the failure count.
+    """
+    brama = _system(system)
+    status = brama.status(identifier, scope=scope)
+    if status.state is _CLOSED:
+        brama.success(identifier, scope=scope)
+        return
+    if status.state is _OPEN:
+        brama.reset_expiry(identifier, scope=scope)
+        status = brama.status(identifier, scope=scope)
+    # Bounded in case something else re-opens the circuit meanwhile.
+    for _ in range(status.success_threshold + 1):
+        if status.state is not _HALF_OPEN:
+            break
+        brama.success(identifier, scope=scope)
+        status = brama.status(identifier, scope=scope)
