@@ -171,7 +171,7 @@ class _StartChild:
 
 @dataclass(frozen=True)
 class _AddDormant:
-    spec: ChildSpec
+    """Wake-up: take the specs queued by `add_dormant_child` into the children table."""
 
 
 @dataclass(frozen=True)
@@ -212,14 +212,14 @@ class SupervisorActor(Actor):
         self.given_up = False
 
     def on_receive(self, message: Any) -> Any:
+        self._take_dormant()
         match message:
             case Exit(ref=ref, reason=reason):
                 self._child_exited(ref, reason)
             case _EnsureChild(child_id=child_id):
                 return self._ensure(child_id)
-            case _AddDormant(spec=spec):
-                if spec.id not in self.children:
-                    self.children[spec.id] = _Child(spec, dynamic=True)
+            case _AddDormant():
+                pass  # taken above, like before every message
             case _StartChild(spec=spec, start=start):
                 if spec.id in self.children:
                     raise ValueError(f"start_child: a child with id {spec.id!r} already exists")
@@ -260,6 +260,17 @@ class SupervisorActor(Actor):
         # pykka calls on_failure, not on_stop, when a handler fails: stop the children here too,
         # or they would outlive their supervisor (and be started twice by its restart).
         self.on_stop()
+
+    def _take_dormant(self) -> None:
+        pending = self.facade._dormant
+        if not pending:
+            return
+        self.facade._dormant_scheduled = False
+        children = self.children
+        while pending:
+            spec = pending.popleft()
+            if spec.id not in children:
+                children[spec.id] = _Child(spec, dynamic=True)
 
     # -- starting and stopping --
 
@@ -493,6 +504,8 @@ class Supervisor:
                 raise TypeError(f"Supervisor: children must be ChildSpec, got {spec!r}")
         self.name = name
         self._children: dict[Hashable, _Child] = {}
+        self._dormant: deque[ChildSpec] = deque()  # queued by add_dormant_child
+        self._dormant_scheduled = False
         self._failure: RestartIntensityExceeded | None = None
         self._stop_lock = threading.Lock()
         self.ref: ActorRef[SupervisorActor] = SupervisorActor.start(
@@ -540,14 +553,21 @@ class Supervisor:
         return call(self.ref, _StartChild(spec, start))  # type: ignore[no-any-return]
 
     def add_dormant_child(self, spec: ChildSpec) -> None:
-        """Record a dynamic child without starting it and without waiting (a `tell`).
+        """Record a dynamic child without starting it and without waiting.
 
-        Cheap enough for tens of thousands of children a second: nothing runs until the first
-        `ensure_child`. An id that already exists is left as it is.
+        Cheap enough for tens of thousands of children a second: the spec joins a queue that
+        the supervisor takes in before its next message (one wake-up per batch, not one
+        message per child), so a later `ensure_child` from any thread finds it. Nothing runs
+        until the first `ensure_child`. An id that already exists is left as it is.
         """
         if not isinstance(spec, ChildSpec):
             raise TypeError(f"add_dormant_child: spec must be a ChildSpec, got {spec!r}")
-        self.ref.tell(_AddDormant(spec))
+        if not self.ref.is_alive():
+            raise ActorDeadError(f"supervisor {self.name!r} is not running")
+        self._dormant.append(spec)
+        if not self._dormant_scheduled:
+            self._dormant_scheduled = True
+            self.ref.tell(_AddDormant())
 
     def terminate_child(self, child_id: Hashable) -> None:
         """Stop a child (waiting up to its shutdown time) and forget it; unknown ids are ignored."""
