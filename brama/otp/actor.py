@@ -30,7 +30,9 @@ __all__ = [
     "ExitReason",
     "call",
     "demonitor",
+    "exit_reason",
     "monitor",
+    "set_exit_reason",
 ]
 
 NORMAL: Final = "normal"
@@ -73,6 +75,23 @@ Watcher = ActorRef[Any] | Callable[[Exit], None]
 _handles = itertools.count(1)
 
 
+class _ExitBox:
+    """How an actor ended, kept apart from the actor so it outlives it.
+
+    Attached to the actor and to its `ActorRef`: pykka refs hold their actor only weakly, and
+    a short-lived actor may be garbage-collected before anyone asks how it died.
+    """
+
+    __slots__ = ("done", "exit", "lock", "reason", "watchers")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.watchers: dict[int, Watcher] = {}
+        self.exit: Exit | None = None
+        self.reason: ExitReason = NORMAL
+        self.done = threading.Event()  # set once the thread ended and every ask was answered
+
+
 class Actor(pykka.ThreadingActor):
     """A pykka `ThreadingActor` that can be monitored, supervised and hibernated.
 
@@ -84,11 +103,8 @@ class Actor(pykka.ThreadingActor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._otp_lock = threading.Lock()
-        self._otp_watchers: dict[int, Watcher] = {}
-        self._otp_exit: Exit | None = None
-        self._otp_reason: ExitReason = NORMAL
-        self._otp_done = threading.Event()  # set once every queued ask has been answered
+        self._otp_box = _ExitBox()
+        self._actor_ref._otp_box = self._otp_box  # type: ignore[attr-defined]
 
     # -- exit reason bookkeeping (pykka internals are overridden here, and only here) --
 
@@ -112,35 +128,33 @@ class Actor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exception_value is not None and self._otp_reason == NORMAL:
-            self._otp_reason = exception_value
+        if exception_value is not None and self._otp_box.reason == NORMAL:
+            self._otp_box.reason = exception_value
         super()._handle_failure(exception_type, exception_value, traceback)
 
     def _actor_loop(self) -> None:
+        box = self._otp_box
         try:
             super()._actor_loop()
         except BaseException as exc:
-            if self._otp_reason == NORMAL:
-                self._otp_reason = exc
+            if box.reason == NORMAL:
+                box.reason = exc
             pykka.ActorRegistry.unregister(self.actor_ref)
             self.actor_stopped.set()
             self._actor_loop_teardown()
         finally:
-            self._otp_done.set()
-            self._otp_notify_exit()
-
-    def _otp_notify_exit(self) -> None:
-        with self._otp_lock:
-            exit_message = Exit(self.actor_ref, self._otp_reason)
-            self._otp_exit = exit_message
-            watchers = list(self._otp_watchers.values())
-            self._otp_watchers.clear()
-        for watcher in watchers:
-            _deliver_exit(watcher, exit_message)
+            box.done.set()
+            with box.lock:
+                exit_message = Exit(self.actor_ref, box.reason)
+                box.exit = exit_message
+                watchers = list(box.watchers.values())
+                box.watchers.clear()
+            for watcher in watchers:
+                _deliver_exit(watcher, exit_message)
 
     def set_exit_reason(self, reason: ExitReason) -> None:
         """Record why this actor is about to stop (used by supervisors and `hibernate`)."""
-        self._otp_reason = reason
+        self._otp_box.reason = reason
 
     def hibernate(self) -> None:
         """Stop this actor's thread now, without handling the rest of its inbox.
@@ -150,8 +164,26 @@ class Actor(pykka.ThreadingActor):
         waiting with `call` see `ActorDeadError` and retry through the supervisor. Call it from
         inside a message handler.
         """
-        self._otp_reason = HIBERNATED
+        self._otp_box.reason = HIBERNATED
         self._stop()
+
+
+def _box(ref: ActorRef[Any]) -> _ExitBox | None:
+    box = getattr(ref, "_otp_box", None)
+    return box if isinstance(box, _ExitBox) else None
+
+
+def exit_reason(ref: ActorRef[Any]) -> ExitReason | None:
+    """Why the actor behind `ref` stopped (or is stopping); None for a plain pykka actor."""
+    box = _box(ref)
+    return None if box is None else box.reason
+
+
+def set_exit_reason(ref: ActorRef[Any], reason: ExitReason) -> None:
+    """Record, before stopping it, why an actor is being stopped (e.g. `SHUTDOWN`)."""
+    box = _box(ref)
+    if box is not None:
+        box.reason = reason
 
 
 def _deliver_exit(watcher: Watcher, exit_message: Exit) -> None:
@@ -168,22 +200,18 @@ def monitor(ref: ActorRef[Any], watcher: Watcher) -> int:
 
     `watcher` is an `ActorRef` (sent an `Exit` with `tell`) or a callable (called with the `Exit`
     in the dying actor's thread; keep it short). If the actor is already gone the `Exit` is
-    delivered at once. Only actors derived from `brama.otp.Actor` can be monitored.
+    delivered at once, with its real reason. Only `brama.otp.Actor`s can be monitored.
     """
-    actor = ref._actor_weakref()
-    if actor is None:
-        handle = next(_handles)
-        _deliver_exit(watcher, Exit(ref, NORMAL))
-        return handle
-    if not isinstance(actor, Actor):
-        raise TypeError(
-            f"monitor: ref must point to a brama.otp.Actor, got {type(actor).__name__}"
-        )
-    with actor._otp_lock:
-        done = actor._otp_exit
-        handle = next(_handles)
+    box = _box(ref)
+    if box is None:
+        actor = ref._actor_weakref()
+        kind = "a collected actor" if actor is None else type(actor).__name__
+        raise TypeError(f"monitor: ref must point to a brama.otp.Actor, got {kind}")
+    handle = next(_handles)
+    with box.lock:
+        done = box.exit
         if done is None:
-            actor._otp_watchers[handle] = watcher
+            box.watchers[handle] = watcher
             return handle
     _deliver_exit(watcher, done)
     return handle
@@ -191,10 +219,10 @@ def monitor(ref: ActorRef[Any], watcher: Watcher) -> int:
 
 def demonitor(ref: ActorRef[Any], handle: int) -> None:
     """Stop monitoring; harmless if the actor is gone or the handle unknown."""
-    actor = ref._actor_weakref()
-    if isinstance(actor, Actor):
-        with actor._otp_lock:
-            actor._otp_watchers.pop(handle, None)
+    box = _box(ref)
+    if box is not None:
+        with box.lock:
+            box.watchers.pop(handle, None)
 
 
 def call(ref: ActorRef[Any], message: Any, *, timeout: float | None = None) -> Any:
@@ -214,10 +242,10 @@ def call(ref: ActorRef[Any], message: Any, *, timeout: float | None = None) -> A
             return future.get(timeout=wait)
         except pykka.Timeout:
             if not ref.is_alive():
-                actor = ref._actor_weakref()
-                if isinstance(actor, Actor):
+                box = _box(ref)
+                if box is not None:
                     remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
-                    actor._otp_done.wait(remaining)
+                    box.done.wait(remaining)
                     grace = 0.0
                 else:
                     grace = _SLICE

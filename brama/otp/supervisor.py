@@ -33,7 +33,9 @@ from brama.otp.actor import (
     ExitReason,
     call,
     demonitor,
+    exit_reason,
     monitor,
+    set_exit_reason,
 )
 from brama.otp.clock import SYSTEM_CLOCK, Clock
 
@@ -143,12 +145,11 @@ class ChildInfo:
     restarts: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Child:
     spec: ChildSpec
     slot: StateSlot = field(default_factory=StateSlot)
     ref: ActorRef[Any] | None = None
-    actor: Actor | None = None  # kept so the reason of a death is readable before its Exit arrives
     monitor_handle: int = 0
     status: Literal["running", "dormant", "stopped"] = "dormant"
     restarts: int = 0
@@ -187,6 +188,12 @@ class _EnsureChild:
 @dataclass(frozen=True)
 class _WhichChildren:
     pass
+
+
+@dataclass(frozen=True)
+class _SetIntensity:
+    max_restarts: int
+    max_seconds: float
 
 
 class SupervisorActor(Actor):
@@ -243,6 +250,9 @@ class SupervisorActor(Actor):
                     child = _Child(spec)
                     self.children[spec.id] = child
                     self._start(child)
+            case _SetIntensity(max_restarts=max_restarts, max_seconds=max_seconds):
+                self.max_restarts = max_restarts
+                self.max_seconds = max_seconds
             case _WhichChildren():
                 return [
                     ChildInfo(c.spec.id, c.ref, c.spec.restart, c.status, c.restarts)
@@ -286,9 +296,7 @@ class SupervisorActor(Actor):
         except TypeError:  # not a brama.otp.Actor: it cannot be supervised, so do not leak it
             ref.stop(block=False)
             raise
-        actor = ref._actor_weakref()
         child.ref = ref
-        child.actor = actor if isinstance(actor, Actor) else None
         child.status = "running"
         self.by_urn[ref.actor_urn] = child.spec.id
         child.monitor_handle = handle
@@ -301,12 +309,9 @@ class SupervisorActor(Actor):
         demonitor(ref, child.monitor_handle)
         self.by_urn.pop(ref.actor_urn, None)
         child.ref = None
-        child.actor = None
         if not ref.is_alive():
             return
-        actor = ref._actor_weakref()
-        if isinstance(actor, Actor):
-            actor.set_exit_reason(SHUTDOWN)
+        set_exit_reason(ref, SHUTDOWN)
         try:
             ref.stop(block=True, timeout=child.spec.shutdown)
         except pykka.Timeout:
@@ -333,7 +338,6 @@ class SupervisorActor(Actor):
 
     def _handle_death(self, child: _Child, reason: ExitReason) -> None:
         child.ref = None
-        child.actor = None
         if reason == HIBERNATED:
             child.status = "dormant"
             return
@@ -406,9 +410,8 @@ class SupervisorActor(Actor):
         if child.ref is not None and child.ref.is_alive():
             return child.ref
         if child.ref is not None:
-            # Dead, and its Exit is still on its way: handle the death now, read from the actor.
-            dead = child.actor
-            reason: ExitReason = dead._otp_reason if dead is not None else NORMAL
+            # Dead, and its Exit is still on its way: handle the death now, with its reason.
+            reason: ExitReason = exit_reason(child.ref) or NORMAL
             demonitor(child.ref, child.monitor_handle)
             self.by_urn.pop(child.ref.actor_urn, None)
             self._handle_death(child, reason)
@@ -470,6 +473,19 @@ class ChildAddress:
         raise ActorDeadError(f"child {self.child_id!r} keeps dying; message not delivered")
 
 
+def _check_intensity(max_restarts: Any, max_seconds: Any) -> None:
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ValueError(f"Supervisor: max_restarts must be an int >= 0, got {max_restarts!r}")
+    if (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, (int, float))
+        or not (0 < max_seconds < float("inf"))
+    ):
+        raise ValueError(
+            f"Supervisor: max_seconds must be a finite number > 0, got {max_seconds!r}"
+        )
+
+
 class Supervisor:
     """Starts and watches child actors; see the module docstring for the OTP semantics."""
 
@@ -487,18 +503,7 @@ class Supervisor:
             raise ValueError(
                 f"Supervisor: strategy must be one of {sorted(_STRATEGIES)}, got {strategy!r}"
             )
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise ValueError(
-                f"Supervisor: max_restarts must be an int >= 0, got {max_restarts!r}"
-            )
-        if (
-            isinstance(max_seconds, bool)
-            or not isinstance(max_seconds, (int, float))
-            or not (0 < max_seconds < float("inf"))
-        ):
-            raise ValueError(
-                f"Supervisor: max_seconds must be a finite number > 0, got {max_seconds!r}"
-            )
+        _check_intensity(max_restarts, max_seconds)
         for spec in children:
             if not isinstance(spec, ChildSpec):
                 raise TypeError(f"Supervisor: children must be ChildSpec, got {spec!r}")
@@ -568,6 +573,11 @@ class Supervisor:
         if not self._dormant_scheduled:
             self._dormant_scheduled = True
             self.ref.tell(_AddDormant())
+
+    def set_intensity(self, max_restarts: int, max_seconds: float) -> None:
+        """Change the restart intensity from now on (restarts already logged still count)."""
+        _check_intensity(max_restarts, max_seconds)
+        call(self.ref, _SetIntensity(max_restarts, float(max_seconds)))
 
     def terminate_child(self, child_id: Hashable) -> None:
         """Stop a child (waiting up to its shutdown time) and forget it; unknown ids are ignored."""

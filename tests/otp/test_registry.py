@@ -173,12 +173,12 @@ def test_unregistering_the_last_name_stops_monitoring(registry: Registry) -> Non
     assert isinstance(actor, Echo)
     registry.register("a", ref)
     registry.register("b", ref)
-    assert len(actor._otp_watchers) == 1
+    assert len(actor._otp_box.watchers) == 1
 
     registry.unregister("a")
-    assert len(actor._otp_watchers) == 1
+    assert len(actor._otp_box.watchers) == 1
     registry.unregister("b")
-    assert actor._otp_watchers == {}
+    assert actor._otp_box.watchers == {}
 
 
 def test_via_resolves_the_name_at_send_time(registry: Registry) -> None:
