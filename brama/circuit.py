@@ -518,6 +518,8 @@ def _on_set_expiry(c: Circuit, now: Now, seconds: float) -> Step:
         open_deadline=now.mono + remaining,
         generation=generation,
     )
+    if remaining <= 0:  # the new deadline is already behind us: expire now, not on a tick
+        return _on_expiry_tick(c, now, generation)
     return Step(c, timers=(TimerRequest(remaining, ExpiryTick(generation)),))
 
 

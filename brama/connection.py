@@ -30,6 +30,8 @@ Key = tuple[str | None, str]
 """A connection's identity: `(scope, identifier)`."""
 
 _log = "brama.connection"
+_WAKE_GRACE = 1.0
+"""Seconds a freshly started actor stays up before its first idleness check."""
 _CIRCUIT_MESSAGES = typing.get_args(circuit.Message)
 
 
@@ -118,15 +120,19 @@ class ConnectionActor(Actor):
         super().__init__()
         self.system = system
         self.cell = cell
-        self.address = system._connection_address(cell.key)
+        self.address = system._connection_address(cell)
         self.hibernate_timer: Any = None
+        self.last_seen = 0.0
 
     def on_start(self) -> None:
         self.system._registry.register(self.cell.key, self.actor_ref)
         now = self.system._now()
+        self.last_seen = now.mono
         for timer in circuit.resume_timers(self.cell.circuit, now):
             self.system._timers.send_after(timer.delay, self.address, timer.message)
-        self._arm_hibernation()
+        # A woken actor is about to get the message that woke it: give it time to arrive.
+        options = self.system._options_for(self.cell.circuit)
+        self._arm_hibernation(max(options.hibernate_after, _WAKE_GRACE))
 
     def on_stop(self) -> None:
         if self.hibernate_timer is not None:
@@ -159,7 +165,9 @@ class ConnectionActor(Actor):
             self._emit(result.events, now)
         if result.circuit.state is not before.state:
             self._log_transition(before, result)
-            self._arm_hibernation()
+        self.last_seen = now.mono
+        if self.hibernate_timer is None:
+            self._arm_hibernation(options.hibernate_after)
         return result.reply
 
     def _emit(self, emits: tuple[circuit.Emit, ...], now: Now) -> None:
@@ -189,30 +197,29 @@ class ConnectionActor(Actor):
 
     # -- hibernation --
 
-    def _arm_hibernation(self) -> None:
-        if self.hibernate_timer is not None:
-            self.hibernate_timer.cancel()
-            self.hibernate_timer = None
-        if self.cell.circuit.state is not CircuitState.CLOSED:
-            return
-        options = self.system._options_for(self.cell.circuit)
-        self.hibernate_timer = self.system._timers.send_after(
-            options.hibernate_after, self.actor_ref, HibernateCheck()
-        )
+    def _arm_hibernation(self, delay: float) -> None:
+        """Check for idleness in `delay` seconds (only closed circuits ever hibernate)."""
+        if self.cell.circuit.state is CircuitState.CLOSED:
+            self.hibernate_timer = self.system._timers.send_after(
+                delay, self.actor_ref, HibernateCheck()
+            )
 
     def _maybe_hibernate(self) -> None:
+        """Give the thread back if closed, nothing is queued, and no message came for a while.
+
+        Open and half-open circuits stay awake (their timers need the actor); a closed one
+        checks again once its state changes back, on the next message it handles.
+        """
         self.hibernate_timer = None
         state = self.cell.circuit
         if state.state is not CircuitState.CLOSED:
             return
         options = self.system._options_for(state)
-        idle = self.system._now().mono - state.last_activity
-        if idle + 1e-9 >= options.hibernate_after:
+        idle = self.system._now().mono - self.last_seen
+        if idle + 1e-9 >= options.hibernate_after and self.actor_inbox.empty():
             self.hibernate()
         else:
-            self.hibernate_timer = self.system._timers.send_after(
-                options.hibernate_after - idle, self.actor_ref, HibernateCheck()
-            )
+            self._arm_hibernation(max(options.hibernate_after - idle, 0.0))
 
 
 def child_id(key: Key) -> Hashable:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _CALL_TIMEOUT = 30.0
 _RESENDS = 10
+_RESTART_WAIT = 5.0
 _log = "brama.system"
 
 
@@ -92,23 +94,38 @@ def _check_key(identifier: Any, scope: Any) -> Key:
 class _ConnectionAddress:
     """Where messages for one connection go: its current actor, woken or restarted as needed.
 
-    The running actor is found in the registry (a direct read); a connection without one
-    (dormant, or dead and not yet restarted) is started through the connections supervisor,
-    looked up at send time so the address stays valid across restarts of that supervisor.
-    Timers hold these, never a ref.
+    Bound to one registration (its `Cell`): once the connection is unregistered, messages to
+    the address are refused with `ChildNotFoundError`, even if the same name is registered
+    again, so a stale timer of an old registration cannot touch a new one. The running actor
+    is found in the registry (a direct read); a connection without one (dormant, or dead and
+    not yet restarted) is started through the connections supervisor, looked up at send time
+    so the address stays valid across restarts of that supervisor. Timers hold these.
     """
 
-    __slots__ = ("key", "system")
+    __slots__ = ("cell", "system")
 
-    def __init__(self, system: Brama, key: Key) -> None:
+    def __init__(self, system: Brama, cell: Cell) -> None:
         self.system = system
-        self.key = key
+        self.cell = cell
 
     def _ref(self) -> ActorRef[Any]:
-        ref = self.system._registry.whereis(self.key)
-        if ref is None:
-            ref = self.system._connections_sup.ensure_child(child_id(self.key))
-        return ref
+        system, cell = self.system, self.cell
+        for _attempt in range(_RESENDS):
+            if system._cells.get(cell.key) is not cell:
+                raise ChildNotFoundError(f"connection {cell.key!r} is no longer registered")
+            ref = system._registry.whereis(cell.key)
+            if ref is not None:
+                return ref
+            supervisor = system._connections_sup
+            try:
+                return supervisor.ensure_child(child_id(cell.key))
+            except (ActorDeadError, RestartIntensityExceeded):
+                system._await_connections_supervisor(supervisor)
+            except ChildNotFoundError:
+                # Registered while that supervisor was being replaced: record it again.
+                if system._cells.get(cell.key) is cell:
+                    supervisor.add_dormant_child(system._child_spec(cell.key))
+        raise ActorDeadError(f"connection {cell.key!r} could not be started")
 
     def tell(self, message: Any) -> None:
         for _attempt in range(_RESENDS):
@@ -118,7 +135,7 @@ class _ConnectionAddress:
                 return
             except ActorDeadError:
                 continue
-        raise ActorDeadError(f"connection {self.key!r} keeps dying; message not delivered")
+        raise ActorDeadError(f"connection {self.cell.key!r} keeps dying; message not delivered")
 
     def ask(self, message: Any, *, timeout: float | None = _CALL_TIMEOUT) -> Any:
         """Ask the connection's actor; resent only if the actor died before handling it."""
@@ -129,11 +146,15 @@ class _ConnectionAddress:
             except ActorDeadError:
                 if ref.is_alive():
                     raise
-        raise ActorDeadError(f"connection {self.key!r} keeps dying; message not delivered")
+        raise ActorDeadError(f"connection {self.cell.key!r} keeps dying; message not delivered")
 
 
 class Sweep:
     """Janitor tick: remove connections inactive for longer than `inactive_threshold`."""
+
+
+class Rearm:
+    """Janitor message: `cleanup_interval` changed; count the next sweep from now."""
 
 
 class Janitor(Actor):
@@ -152,16 +173,22 @@ class Janitor(Actor):
             self.timer.cancel()
 
     def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
         interval = self.system._settings.get("cleanup_interval")
         self.timer = self.system._timers.send_after(interval, self.actor_ref, Sweep())
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case Sweep():
+                self.timer = None
                 try:
                     self.system._sweep()
                 finally:
                     self._arm()
+                return None
+            case Rearm():
+                self._arm()
                 return None
             case _:
                 return super().on_receive(message)
@@ -178,6 +205,7 @@ class Brama(GroupsMixin):
         self._cells: dict[Key, Cell] = {}
         self._groups: dict[str, tuple[Key, ...]] = {}
         self._lock = threading.RLock()
+        self._supervisor_changed = threading.Condition()
         self._stopped = False
         self._timers = TimerService(self._clock, name="brama-timers")
         self._bus = EventBus(name="brama-events")
@@ -214,7 +242,9 @@ class Brama(GroupsMixin):
         )
         for key in list(self._cells):
             supervisor.add_dormant_child(self._child_spec(key))
-        self._connections_sup = supervisor
+        with self._supervisor_changed:
+            self._connections_sup = supervisor
+            self._supervisor_changed.notify_all()
         return supervisor.ref
 
     def _child_spec(self, key: Key) -> ChildSpec:
@@ -226,8 +256,8 @@ class Brama(GroupsMixin):
             raise ChildNotFoundError(f"connection {key!r} is no longer registered")
         return ConnectionActor.start(self, cell)
 
-    def _connection_address(self, key: Key) -> _ConnectionAddress:
-        return _ConnectionAddress(self, key)
+    def _connection_address(self, cell: Cell) -> _ConnectionAddress:
+        return _ConnectionAddress(self, cell)
 
     def _now(self) -> Now:
         clock = self._clock
@@ -246,34 +276,39 @@ class Brama(GroupsMixin):
 
     def _ask(self, cell: Cell, message: Any) -> Any:
         """Send `message` to the connection's actor and wait for the answer."""
-        for _attempt in range(2):
-            try:
-                return _ConnectionAddress(self, cell.key).ask(message)
-            except ChildNotFoundError:
-                if self._cells.get(cell.key) is not cell:
-                    raise NotFoundError(
-                        f"connection {cell.identifier!r} was unregistered meanwhile"
-                    ) from None
-                self._connections_sup.add_dormant_child(self._child_spec(cell.key))
-            except RestartIntensityExceeded as exc:
-                raise BramaError(f"connection {cell.identifier!r} is unavailable: {exc}") from exc
-            except (ActorDeadError, pykka.Timeout) as exc:
-                self._raise_if_down(exc)
-                raise BramaError(
-                    f"connection {cell.identifier!r} did not answer: {exc!r}"
-                ) from exc
-        raise BramaError(f"connection {cell.identifier!r} could not be started")
+        try:
+            return _ConnectionAddress(self, cell).ask(message)
+        except ChildNotFoundError:
+            raise NotFoundError(
+                f"connection {cell.identifier!r} was unregistered meanwhile"
+            ) from None
+        except (ActorDeadError, pykka.Timeout) as exc:
+            self._raise_if_down(exc)
+            raise BramaError(f"connection {cell.identifier!r} did not answer: {exc!r}") from exc
 
-    def _raise_if_down(self, cause: BaseException) -> None:
+    def _raise_if_down(self, cause: BaseException | None = None) -> None:
         if self._stopped:
             raise BramaError("this Brama system is stopped") from cause
         root = self._root
-        if root is None or not root.alive or not self._connections_sup.alive:
+        if root is None or not root.alive:
             failure = root.failure if root is not None else None
             detail = f": {failure}" if failure is not None else " (its actors were stopped)"
             raise BramaError(
                 f"the Brama system is down{detail}; call stop() / brama.shutdown() and start anew"
             ) from cause
+
+    def _await_connections_supervisor(self, dead: Supervisor) -> None:
+        """Wait until the root supervisor replaced a connections supervisor that gave up.
+
+        Raises BramaError if the root is down too, or if no replacement comes in time.
+        """
+        deadline = time.monotonic() + _RESTART_WAIT
+        with self._supervisor_changed:
+            while self._connections_sup is dead:
+                self._raise_if_down()
+                if time.monotonic() >= deadline:
+                    raise BramaError("the connections supervisor was not restarted in time")
+                self._supervisor_changed.wait(0.05)
 
     def _emit(self, event_type: EventType, identifier: str, scope: str | None,
               data: Mapping[str, Any]) -> None:
@@ -442,11 +477,29 @@ class Brama(GroupsMixin):
             for cell in list(self._cells.values()):
                 preview.resolve(cell.circuit.overrides)
             self._settings.configure(**checked)
+            self._apply_runtime_globals(checked)
             return
         cell = self._cell(identifier, scope)
         checked = validate_options(options, allowed=CONNECTION_OPTIONS)
         self._settings.resolve({**cell.circuit.overrides, **checked})
         self._ask(cell, circuit.Configure(checked))
+
+    def _apply_runtime_globals(self, changed: Mapping[str, Any]) -> None:
+        """Tell the actors that hold a copy of a changed global option."""
+        root = self._root
+        if root is None:
+            return
+        if "max_restarts" in changed or "max_seconds" in changed:
+            max_restarts = self._settings.get("max_restarts")
+            max_seconds = self._settings.get("max_seconds")
+            for supervisor in (root, self._connections_sup):
+                with contextlib.suppress(ActorDeadError):
+                    supervisor.set_intensity(max_restarts, max_seconds)
+        if "cleanup_interval" in changed:
+            janitor = root.whereis_child("janitor")
+            if janitor is not None:
+                with contextlib.suppress(ActorDeadError):
+                    call(janitor, Rearm(), timeout=_CALL_TIMEOUT)
 
     # -- circuit control --
 
@@ -565,7 +618,13 @@ class Brama(GroupsMixin):
 
     def _crash(self, identifier: str, scope: str | None) -> None:
         cell = self._cell(identifier, scope)
-        _ConnectionAddress(self, cell.key).tell(Crash())
+        try:
+            _ConnectionAddress(self, cell).tell(Crash())
+        except ChildNotFoundError:
+            raise NotFoundError(f"connection {identifier!r} was unregistered meanwhile") from None
+        except ActorDeadError as exc:
+            self._raise_if_down(exc)
+            raise BramaError(f"connection {identifier!r} could not be reached: {exc!r}") from exc
 
 
 def _event_filter(
