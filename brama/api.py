@@ -17,7 +17,7 @@ from brama.decorator import circuit_breaker, guard
 from brama.errors import BramaError
 from brama.otp.eventbus import Subscription
 from brama.system import Brama
-from brama.types import ConnectionStatus, Event, EventType
+from brama.types import CircuitState, ConnectionStatus, Event, EventType
 
 __all__ = [
     "available",
@@ -49,6 +49,7 @@ __all__ = [
     "unsubscribe",
 ]
 
+_CLOSED = CircuitState.CLOSED
 _lock = threading.Lock()
 _default: Brama | None = None
 
@@ -67,7 +68,7 @@ def default() -> Brama:
     """The default system, started (with default options) on first use."""
     global _default
     system = _default
-    if system is not None and system.running:
+    if system is not None and not system._stopped:
         return system
     with _lock:
         if _default is None or not _default.running:
@@ -100,6 +101,11 @@ def unregister(identifier: str, *, scope: str | None = None) -> None:
 
 def available(identifier: str, *, scope: str | None = None) -> bool:
     """May a call to this connection go ahead? (see `Brama.available`)."""
+    system = _default
+    if system is not None:  # the closed-circuit read inlined: this check sits on every call
+        cell = system._cells.get((scope, identifier))  # emptied when the system stops
+        if cell is not None and cell.circuit.state is _CLOSED:
+            return True
     return default().available(identifier, scope=scope)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import typing
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,17 +81,31 @@ class Cell:
 
     def status(self, options: circuit.Options) -> ConnectionStatus:
         """The public status: the published state, merged with the hot path's counters."""
-        return circuit.to_status(
-            self.circuit,
-            options,
-            identifier=self.identifier,
-            scope=self.scope,
-            type=self.type,
-            metadata=self.metadata,
-            extra_successes=_count_value(self.fast_successes),
-            extra_rejections=_count_value(self.fast_rejections),
-            last_fast_success=self.last_fast_success,
-        )
+        return self.status_later(options)()
+
+    def status_later(
+        self, options: circuit.Options, state: Circuit | None = None
+    ) -> Callable[[], ConnectionStatus]:
+        """Capture the status now (a few reads) and build the object only when called."""
+        state = self.circuit if state is None else state
+        successes = _count_value(self.fast_successes)
+        rejections = _count_value(self.fast_rejections)
+        last_fast_success = self.last_fast_success
+
+        def build() -> ConnectionStatus:
+            return circuit.to_status(
+                state,
+                options,
+                identifier=self.identifier,
+                scope=self.scope,
+                type=self.type,
+                metadata=self.metadata,
+                extra_successes=successes,
+                extra_rejections=rejections,
+                last_fast_success=last_fast_success,
+            )
+
+        return build
 
 
 @dataclass(frozen=True)

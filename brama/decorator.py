@@ -41,7 +41,7 @@ from brama import api as _api
 from brama.errors import AlreadyRegisteredError, CircuitOpenError, NotFoundError
 from brama.log import get_logger
 from brama.system import Brama, _check_identifier, _check_scope
-from brama.types import CircuitState, ConnectionStatus
+from brama.types import CircuitState
 
 __all__ = ["Guard", "circuit_breaker", "guard"]
 
@@ -102,23 +102,25 @@ class _Breaker:
         system = self.system
         return _api.default() if system is None else system
 
-    def refused(self, system: Brama) -> ConnectionStatus | None:
+    def refused(self, system: Brama) -> CircuitOpenError | None:
         """Slow path once `available` said no: None if the call may go ahead after all
-        (the connection was absent and is registered now), else the status to refuse with."""
+        (the connection was absent and is registered now), else the error to refuse with
+        (its status captured now, built only if read)."""
         identifier, scope = self.identifier, self.scope
         for _attempt in range(3):
-            try:
-                status = system.status(identifier, scope=scope)
-            except NotFoundError:
+            error = system._refusal(identifier, scope)
+            if error is None:  # not registered (yet, or any more)
                 with contextlib.suppress(AlreadyRegisteredError):  # registered meanwhile
                     system.register(identifier, scope=scope)
                 if system.available(identifier, scope=scope):
                     return None
                 continue
-            if status.state is CircuitState.CLOSED and system.available(identifier, scope=scope):
+            if error.state is CircuitState.CLOSED and system.available(identifier, scope=scope):
                 return None  # closed meanwhile (a success elsewhere)
-            return status
-        return system.status(identifier, scope=scope)
+            return error
+        return system._refusal(identifier, scope) or CircuitOpenError(
+            system.status(identifier, scope=scope)
+        )
 
     def report_success(self, system: Brama) -> None:
         """Report a success; dropped if the connection was unregistered during the call."""
@@ -227,10 +229,10 @@ def _sync_wrapper(
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         system = default() if fixed is None else fixed
         if not system.available(identifier, scope=scope):
-            status = breaker.refused(system)
-            if status is not None:
+            refusal = breaker.refused(system)
+            if refusal is not None:
                 if fallback is None:
-                    raise CircuitOpenError(status)
+                    raise refusal
                 return cast(R, fallback(*args, **kwargs))
         try:
             result = func(*args, **kwargs)
@@ -264,10 +266,10 @@ def _async_wrapper(
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         system = default() if fixed is None else fixed
         if not system.available(identifier, scope=scope):
-            status = breaker.refused(system)
-            if status is not None:
+            refusal = breaker.refused(system)
+            if refusal is not None:
                 if fallback is None:
-                    raise CircuitOpenError(status)
+                    raise refusal
                 value = fallback(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
@@ -308,9 +310,9 @@ class Guard:
         breaker = self._breaker
         system = breaker.resolve()
         if not system.available(breaker.identifier, scope=breaker.scope):
-            status = breaker.refused(system)
-            if status is not None:
-                raise CircuitOpenError(status)
+            refusal = breaker.refused(system)
+            if refusal is not None:
+                raise refusal
         self._entered = system
         return self
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from brama.types import ConnectionStatus
 
 __all__ = [
@@ -35,21 +37,49 @@ class ConfigError(BramaError, ValueError):
 class CircuitOpenError(BramaError):
     """A guarded call was rejected because the circuit is open (or out of half-open permits).
 
-    `.status` holds the `ConnectionStatus` seen when the call was refused.
+    `.status` holds the `ConnectionStatus` seen when the call was refused. The decorator and
+    guard capture that snapshot at refusal and build the status object only when `.status`
+    is first read, which keeps a rejection cheap.
     """
-
-    status: ConnectionStatus
 
     def __init__(self, status: ConnectionStatus, message: str | None = None) -> None:
         if message is None:
-            where = f" in scope {status.scope!r}" if status.scope is not None else ""
-            message = (
-                f"circuit of connection {status.identifier!r}{where} is "
-                f"{getattr(status.state, 'value', status.state)}: call rejected"
-            )
+            message = _refusal_message(status.identifier, status.scope, status.state)
         super().__init__(message)
-        self.status = status
+        self.state = status.state
+        self._status: ConnectionStatus | None = status
+        self._build: Callable[[], ConnectionStatus] | None = None
+
+    @classmethod
+    def deferred(
+        cls,
+        identifier: str,
+        scope: str | None,
+        state: Any,
+        build: Callable[[], ConnectionStatus],
+    ) -> CircuitOpenError:
+        """An error whose status is built by `build` (from a snapshot taken at refusal)."""
+        error = cls.__new__(cls)
+        BramaError.__init__(error, _refusal_message(identifier, scope, state))
+        error.state = state
+        error._status = None
+        error._build = build
+        return error
+
+    @property
+    def status(self) -> ConnectionStatus:
+        """The connection's status when the call was refused."""
+        if self._status is None:
+            assert self._build is not None
+            self._status = self._build()
+            self._build = None
+        return self._status
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle with both constructor arguments (the default would lose `status`)."""
         return (type(self), (self.status, str(self)))
+
+
+def _refusal_message(identifier: str, scope: str | None, state: Any) -> str:
+    where = "" if scope is None else f" in scope {scope!r}"
+    return f"circuit of connection {identifier!r}{where} is {state}: call rejected"

@@ -105,6 +105,8 @@ class GroupsMixin:
 
     def _group(self, name: str) -> tuple[Key, ...]:
         """The member keys of group `name`; NotFoundError if there is no such group."""
+        if self._stopped:
+            raise BramaError("this Brama system is stopped")
         keys = self._groups.get(name)
         if keys is None:
             _check_name(name)

@@ -35,7 +35,13 @@ from brama.config import (
     validate_options,
 )
 from brama.connection import Cell, ConnectionActor, Crash, Key, child_id
-from brama.errors import AlreadyRegisteredError, BramaError, ConfigError, NotFoundError
+from brama.errors import (
+    AlreadyRegisteredError,
+    BramaError,
+    CircuitOpenError,
+    ConfigError,
+    NotFoundError,
+)
 from brama.groups import GroupsMixin
 from brama.log import get_logger
 from brama.otp.actor import Actor, call
@@ -56,17 +62,11 @@ __all__ = ["Brama"]
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
+_SUCCESS = EventType.SUCCESS
 _CALL_TIMEOUT = 30.0
 _RESENDS = 10
 _RESTART_WAIT = 5.0
 _log = "brama.system"
-
-
-class _StoppedTable(dict[Key, Cell]):
-    """Replaces the connection table of a stopped system: every lookup raises BramaError."""
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        raise BramaError("this Brama system is stopped; start a new one (or brama.shutdown())")
 
 
 def _check_identifier(identifier: Any, name: str = "identifier") -> str:
@@ -209,6 +209,8 @@ class Brama(GroupsMixin):
         self._stopped = False
         self._timers = TimerService(self._clock, name="brama-timers")
         self._bus = EventBus(name="brama-events")
+        self._interest = self._bus.interest
+        self._wall = self._clock.time
         self._registry = Registry(name="brama-registry")
         self._connections_sup: Supervisor = None  # type: ignore[assignment]  # set by the root
         self._root: Supervisor | None = None
@@ -269,6 +271,7 @@ class Brama(GroupsMixin):
     def _cell(self, identifier: str, scope: str | None) -> Cell:
         cell = self._cells.get((scope, identifier))
         if cell is None:
+            self._check_running()
             _check_key(identifier, scope)
             where = "" if scope is None else f" in scope {scope!r}"
             raise NotFoundError(f"connection {identifier!r}{where} is not registered")
@@ -279,12 +282,17 @@ class Brama(GroupsMixin):
         try:
             return _ConnectionAddress(self, cell).ask(message)
         except ChildNotFoundError:
+            self._check_running()
             raise NotFoundError(
                 f"connection {cell.identifier!r} was unregistered meanwhile"
             ) from None
         except (ActorDeadError, pykka.Timeout) as exc:
             self._raise_if_down(exc)
             raise BramaError(f"connection {cell.identifier!r} did not answer: {exc!r}") from exc
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise BramaError("this Brama system is stopped; start a new one (or brama.shutdown())")
 
     def _raise_if_down(self, cause: BaseException | None = None) -> None:
         if self._stopped:
@@ -325,7 +333,7 @@ class Brama(GroupsMixin):
             if self._stopped:
                 return
             self._stopped = True
-            self._cells = _StoppedTable()
+            self._cells = {}
         if self._root is not None:
             try:
                 self._root.stop()
@@ -418,6 +426,7 @@ class Brama(GroupsMixin):
         """True when a call may go ahead; counts a rejection when it may not."""
         cell = self._cells.get((scope, identifier))
         if cell is None:
+            self._check_running()
             _check_key(identifier, scope)
             return False
         state = cell.circuit.state
@@ -434,14 +443,12 @@ class Brama(GroupsMixin):
         if cell is None:
             cell = self._cell(identifier, scope)
         state = cell.circuit
-        if (
-            state.state is _CLOSED
-            and state.failure_count == 0
-            and not self._bus.wanted(EventType.SUCCESS)
-        ):
-            next(cell.fast_successes)
-            cell.last_fast_success = self._clock.time()
-            return
+        if state.state is _CLOSED and state.failure_count == 0:
+            wanted = self._interest.wanted
+            if not (wanted.all_topics or _SUCCESS in wanted.topics):
+                next(cell.fast_successes)
+                cell.last_fast_success = self._wall()
+                return
         self._ask(cell, circuit.Success())
 
     def failure(self, identifier: str, *, scope: str | None = None, reason: Any = None) -> None:
@@ -616,11 +623,29 @@ class Brama(GroupsMixin):
              "count": len(removed)},
         )
 
+    def _refusal(self, identifier: str, scope: str | None) -> CircuitOpenError | None:
+        """The error for a refused call, with the circuit as it is now; None if unregistered.
+
+        The status object is only built if the caller reads `.status` (the circuit snapshot
+        is the one seen now; the hot-path counters are read then).
+        """
+        cell = self._cells.get((scope, identifier))
+        if cell is None:
+            return None
+        state = cell.circuit
+        return CircuitOpenError.deferred(
+            identifier, scope, state.state, functools.partial(self._status_of, cell, state)
+        )
+
+    def _status_of(self, cell: Cell, state: Circuit) -> ConnectionStatus:
+        return cell.status_later(self._options_for(state), state)()
+
     def _crash(self, identifier: str, scope: str | None) -> None:
         cell = self._cell(identifier, scope)
         try:
             _ConnectionAddress(self, cell).tell(Crash())
         except ChildNotFoundError:
+            self._check_running()
             raise NotFoundError(f"connection {identifier!r} was unregistered meanwhile") from None
         except ActorDeadError as exc:
             self._raise_if_down(exc)

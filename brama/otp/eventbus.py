@@ -26,7 +26,7 @@ from pykka import ActorDeadError, ActorRef
 
 from brama.otp.actor import Actor, Exit, call, demonitor, monitor
 
-__all__ = ["EventBus", "EventHandler", "Subscription"]
+__all__ = ["EventBus", "EventHandler", "Interest", "Subscription"]
 
 _log = logging.getLogger("brama.otp.eventbus")
 
@@ -54,7 +54,7 @@ class _Wanted:
 _NOTHING_WANTED = _Wanted(False, frozenset())
 
 
-class _Shared:
+class _Shared:  # exposed read-only as `Interest`
     """State the bus actor publishes to the `EventBus` facade and its publishers."""
 
     __slots__ = ("bus_thread", "pending", "scheduled", "wanted")
@@ -64,6 +64,10 @@ class _Shared:
         self.pending: deque[tuple[Hashable, Any]] = deque()  # published, not yet dispatched
         self.scheduled = False  # a _Drain is on its way to the bus actor
         self.bus_thread: int | None = None
+
+
+Interest = _Shared
+"""The type of `EventBus.interest`."""
 
 
 class Subscription:
@@ -547,6 +551,13 @@ class EventBus:
             shared.scheduled = True
             with contextlib.suppress(ActorDeadError):
                 self._ref.tell(_DRAIN)
+
+    @property
+    def interest(self) -> Interest:
+        """A live view of what the subscriptions want: `interest.wanted` is replaced whole on
+        every change, so a hot path can read `.wanted.all_topics` / `.wanted.topics` with no
+        call into the bus (what `wanted(topic)` does, minus the call)."""
+        return self._shared
 
     def wanted(self, topic: Hashable) -> bool:
         """True if some live subscription would receive events of `topic` (filters aside)."""

@@ -219,6 +219,8 @@ class SupervisorActor(Actor):
         self.given_up = False
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _AddDormant):
+            self.facade._dormant_scheduled = False  # before draining: a later add wakes us again
         self._take_dormant()
         match message:
             case Exit(ref=ref, reason=reason):
@@ -273,9 +275,6 @@ class SupervisorActor(Actor):
 
     def _take_dormant(self) -> None:
         pending = self.facade._dormant
-        if not pending:
-            return
-        self.facade._dormant_scheduled = False
         children = self.children
         while pending:
             spec = pending.popleft()
