@@ -456,15 +456,22 @@ def _on_success(c: Circuit, options: Options, now: Now) -> Step:
 
 def _on_failure(c: Circuit, options: Options, now: Now, reason: Any) -> Step:
     """A reported failure: counts towards opening when closed, re-opens from half-open."""
-    c = replace(
+    if c.state is OPEN:
+        c = replace(
+            c,
+            total_failures=c.total_failures + 1,
+            last_failure_time=now.wall,
+            last_activity=now.mono,
+        )
+        return Step(c, (_outcome_event(EventType.FAILURE, c.failure_count, reason),))
+    c = replace(  # one replace: this runs on every reported failure
         c,
         total_failures=c.total_failures + 1,
         last_failure_time=now.wall,
         last_activity=now.mono,
+        failure_count=c.failure_count + 1,
+        permits=c.permits[1:],
     )
-    if c.state is OPEN:
-        return Step(c, (_outcome_event(EventType.FAILURE, c.failure_count, reason),))
-    c = replace(c, failure_count=c.failure_count + 1, permits=c.permits[1:])
     failure = _outcome_event(EventType.FAILURE, c.failure_count, reason)
     if c.state is CLOSED and c.failure_count < options.max_attempts:
         return Step(c, (failure,))
