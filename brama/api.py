@@ -103,7 +103,7 @@ def available(identifier: str, *, scope: str | None = None) -> bool:
     """May a call to this connection go ahead? (see `Brama.available`)."""
     system = _default
     if system is not None:  # the closed-circuit read inlined: this check sits on every call
-        cell = system._cells.get((scope, identifier))  # emptied when the system stops
+        cell = system._cells.get(identifier if scope is None else (scope, identifier))
         if cell is not None and cell.circuit.state is _CLOSED:
             return True
     return default().available(identifier, scope=scope)

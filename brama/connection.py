@@ -24,10 +24,16 @@ from brama.types import CircuitState, ConnectionStatus, Event, EventType
 if TYPE_CHECKING:
     from brama.system import Brama
 
-__all__ = ["Cell", "ConnectionActor", "Crash", "HibernateCheck", "Key"]
+__all__ = ["Cell", "ConnectionActor", "Crash", "HibernateCheck", "Key", "key_of"]
 
-Key = tuple[str | None, str]
-"""A connection's identity: `(scope, identifier)`."""
+Key = str | tuple[str, str]
+"""A connection's key in the system's table: the identifier alone when it has no scope (the
+common case, looked up on the hot path without building a tuple), else `(scope, identifier)`."""
+
+
+def key_of(scope: str | None, identifier: str) -> Key:
+    """The table key of `(scope, identifier)`; hot paths inline the same expression."""
+    return identifier if scope is None else (scope, identifier)
 
 _log = "brama.connection"
 _WAKE_GRACE = 1.0
@@ -71,7 +77,7 @@ class Cell:
     ) -> None:
         self.identifier = identifier
         self.scope = scope
-        self.key: Key = (scope, identifier)
+        self.key: Key = key_of(scope, identifier)
         self.type = type_
         self.metadata = metadata
         self.circuit = state

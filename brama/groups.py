@@ -20,9 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from brama.connection import Cell, Key
+from brama.connection import Cell, Key, key_of
 from brama.errors import AlreadyRegisteredError, BramaError, NotFoundError
 from brama.types import CircuitState, ConnectionStatus
+
+Member = tuple[str | None, str]
+"""A group member: `(scope, identifier)`."""
 
 if TYPE_CHECKING:
     from brama.circuit import Circuit
@@ -92,7 +95,7 @@ class GroupsMixin:
 
     if TYPE_CHECKING:
         _cells: dict[Key, Cell]
-        _groups: dict[str, tuple[Key, ...]]
+        _groups: dict[str, tuple[Member, ...]]
         _stopped: bool
 
         def _options_for(self, state: Circuit) -> Options: ...
@@ -103,8 +106,8 @@ class GroupsMixin:
             self, identifier: str, *, scope: str | None = None, reason: Any = None
         ) -> None: ...
 
-    def _group(self, name: str) -> tuple[Key, ...]:
-        """The member keys of group `name`; NotFoundError if there is no such group."""
+    def _group(self, name: str) -> tuple[Member, ...]:
+        """The members of group `name`; NotFoundError if there is no such group."""
         if self._stopped:
             raise BramaError("this Brama system is stopped")
         keys = self._groups.get(name)
@@ -127,13 +130,13 @@ class GroupsMixin:
         _check_scope(scope)
         identifiers = _check_members(members)
         cells = self._cells
-        keys = tuple((scope, identifier) for identifier in identifiers)
-        for key in keys:
-            if cells.get(key) is None:
+        members_ = tuple((scope, identifier) for identifier in identifiers)
+        for identifier in identifiers:
+            if cells.get(key_of(scope, identifier)) is None:
                 raise NotFoundError(
-                    f"members: connection {key[1]!r}{_where(scope)} is not registered"
+                    f"members: connection {identifier!r}{_where(scope)} is not registered"
                 )
-        if self._groups.setdefault(name, keys) is not keys:
+        if self._groups.setdefault(name, members_) is not members_:
             raise AlreadyRegisteredError(f"group {name!r} is already registered")
 
     def unregister_group(self, name: str) -> None:
@@ -145,8 +148,8 @@ class GroupsMixin:
     def group_available(self, name: str) -> bool:
         """True when no member is open (or unregistered); a pure read that takes no permits."""
         cells = self._cells
-        for key in self._group(name):
-            cell = cells.get(key)
+        for scope, identifier in self._group(name):
+            cell = cells.get(key_of(scope, identifier))
             if cell is None or cell.circuit.state is _OPEN:
                 return False
         return True
@@ -155,10 +158,10 @@ class GroupsMixin:
         """The status of every (still registered) member, keyed by identifier."""
         cells = self._cells
         result: dict[str, ConnectionStatus] = {}
-        for key in self._group(name):
-            cell = cells.get(key)
+        for scope, identifier in self._group(name):
+            cell = cells.get(key_of(scope, identifier))
             if cell is not None:
-                result[key[1]] = cell.status(self._options_for(cell.circuit))
+                result[identifier] = cell.status(self._options_for(cell.circuit))
         return result
 
     def group_success(self, name: str) -> None:

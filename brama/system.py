@@ -34,7 +34,7 @@ from brama.config import (
     validate_duration,
     validate_options,
 )
-from brama.connection import Cell, ConnectionActor, Crash, Key, child_id
+from brama.connection import Cell, ConnectionActor, Crash, Key, child_id, key_of
 from brama.errors import (
     AlreadyRegisteredError,
     BramaError,
@@ -88,7 +88,7 @@ def _check_scope(scope: Any) -> str | None:
 
 
 def _check_key(identifier: Any, scope: Any) -> Key:
-    return (_check_scope(scope), _check_identifier(identifier))
+    return key_of(_check_scope(scope), _check_identifier(identifier))
 
 
 class _ConnectionAddress:
@@ -203,7 +203,7 @@ class Brama(GroupsMixin):
         clock = self._settings.get("clock")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._cells: dict[Key, Cell] = {}
-        self._groups: dict[str, tuple[Key, ...]] = {}
+        self._groups: dict[str, tuple[tuple[str | None, str], ...]] = {}
         self._lock = threading.RLock()
         self._supervisor_changed = threading.Condition()
         self._stopped = False
@@ -269,7 +269,7 @@ class Brama(GroupsMixin):
         return self._settings.resolve(state.overrides)
 
     def _cell(self, identifier: str, scope: str | None) -> Cell:
-        cell = self._cells.get((scope, identifier))
+        cell = self._cells.get(identifier if scope is None else (scope, identifier))
         if cell is None:
             self._check_running()
             _check_key(identifier, scope)
@@ -424,7 +424,7 @@ class Brama(GroupsMixin):
 
     def available(self, identifier: str, *, scope: str | None = None) -> bool:
         """True when a call may go ahead; counts a rejection when it may not."""
-        cell = self._cells.get((scope, identifier))
+        cell = self._cells.get(identifier if scope is None else (scope, identifier))
         if cell is None:
             self._check_running()
             _check_key(identifier, scope)
@@ -439,7 +439,7 @@ class Brama(GroupsMixin):
 
     def success(self, identifier: str, *, scope: str | None = None) -> None:
         """Report a successful call."""
-        cell = self._cells.get((scope, identifier))
+        cell = self._cells.get(identifier if scope is None else (scope, identifier))
         if cell is None:
             cell = self._cell(identifier, scope)
         state = cell.circuit
@@ -629,7 +629,7 @@ class Brama(GroupsMixin):
         The status object is only built if the caller reads `.status` (the circuit snapshot
         is the one seen now; the hot-path counters are read then).
         """
-        cell = self._cells.get((scope, identifier))
+        cell = self._cells.get(identifier if scope is None else (scope, identifier))
         if cell is None:
             return None
         state = cell.circuit
