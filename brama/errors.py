@@ -82,4 +82,5 @@ class CircuitOpenError(BramaError):
 
 def _refusal_message(identifier: str, scope: str | None, state: Any) -> str:
     where = "" if scope is None else f" in scope {scope!r}"
+    state = getattr(state, "value", state)  # an enum's own __format__ is slow
     return f"circuit of connection {identifier!r}{where} is {state}: call rejected"
