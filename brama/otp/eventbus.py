@@ -63,7 +63,7 @@ class _Shared:  # exposed read-only as `Interest`
         self.wanted = _NOTHING_WANTED  # replaced whole by the bus actor, read without locks
         self.pending: deque[tuple[Hashable, Any]] = deque()  # published, not yet dispatched
         self.scheduled = False  # a _Drain is on its way to the bus actor
-        self.bus_thread: int | None = None
+        self.bus_thread: threading.Thread | None = None  # a Thread, not an ident: idents are reused
 
 
 Interest = _Shared
@@ -90,7 +90,7 @@ class Subscription:
         self._dropped = 0
         self._closed = False
         self._cancelled = threading.Event()  # stops a handler actor before its queued events
-        self._handler_thread: int | None = None
+        self._handler_thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -147,7 +147,7 @@ class Subscription:
         if bus_ref is None:
             return
         with contextlib.suppress(ActorDeadError):
-            if threading.get_ident() == self._shared.bus_thread:
+            if threading.current_thread() is self._shared.bus_thread:
                 bus_ref.tell(_Unsubscribe(self.id))  # from a filter: the bus can't answer itself
             else:
                 call(bus_ref, _Unsubscribe(self.id))
@@ -234,7 +234,7 @@ class _HandlerActor(Actor):
 
     def on_start(self) -> None:
         threading.current_thread().name = self._label
-        self._subscription._handler_thread = threading.get_ident()
+        self._subscription._handler_thread = threading.current_thread()
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -278,7 +278,7 @@ class _BusActor(Actor):
 
     def on_start(self) -> None:
         threading.current_thread().name = self._label
-        self._shared.bus_thread = threading.get_ident()
+        self._shared.bus_thread = threading.current_thread()
 
     def on_stop(self) -> None:
         self._close_all()
@@ -584,9 +584,10 @@ class EventBus:
             if self._stopped:
                 return
             self._stopped = True
-        if threading.get_ident() == self._shared.bus_thread:
-            self._ref.tell(_Shutdown())
-            self._ref.stop(block=False)
+        if threading.current_thread() is self._shared.bus_thread:
+            with contextlib.suppress(ActorDeadError):
+                self._ref.tell(_Shutdown())
+                self._ref.stop(block=False)
             return
         try:
             stopping = call(self._ref, _Shutdown())
@@ -595,7 +596,7 @@ class EventBus:
         self._ref.stop()
         deadline = time.monotonic() + _STOP_GRACE
         for subscription, future in stopping:
-            if subscription._handler_thread == threading.get_ident():
+            if subscription._handler_thread is threading.current_thread():
                 continue  # stop() called from this handler: it ends when the handler returns
             try:
                 future.get(timeout=max(deadline - time.monotonic(), 0.0))
@@ -603,5 +604,5 @@ class EventBus:
                 _log.warning("event handler of %r is still busy after stop()", subscription)
 
     def _refuse_on_bus_thread(self, what: str) -> None:
-        if threading.get_ident() == self._shared.bus_thread:
+        if threading.current_thread() is self._shared.bus_thread:
             raise RuntimeError(f"{what}() cannot be called from an event filter")
