@@ -171,7 +171,10 @@ def _check(name: str, value: Any) -> Any:
         case "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise bad()
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond any float
+                raise bad() from None
             in_range = number >= spec.minimum if spec.inclusive else number > spec.minimum
             if not math.isfinite(number) or not in_range:
                 raise bad()
@@ -222,7 +225,10 @@ def validate_duration(name: str, value: Any, *, allow_zero: bool = False) -> flo
     op = ">=" if allow_zero else ">"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a finite number {op} 0 (seconds), got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
     if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"{name} must be a finite number {op} 0 (seconds), got {value!r}")
     return number
