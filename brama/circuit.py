@@ -19,6 +19,8 @@ Decisions where the contract leaves room:
 - In half-open, `failure_count` keeps the count that opened the circuit until it closes.
 - Every opening advances the backoff step, manual ones included (even with `expires_in`).
 - `set_expiry` also applies to the current half-open period's length (`status().expiry`).
+  On an open circuit whose recomputed deadline (`opened_at + seconds`) has already passed,
+  it expires at once (with `EXPIRY`), not on a timer tick.
 - A per-connection `Configure` never changes the current opening, nor trims permits already
   granted; it applies to what comes next.
 - Events that change state carry an extra `trigger` key ("failures", "half_open_failure",

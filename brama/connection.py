@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from brama import circuit
 from brama.circuit import Circuit, Now
-from brama.log import get_logger
+from brama.log import get_logger, safe_text
 from brama.otp.actor import Actor
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
 
@@ -211,7 +211,7 @@ class ConnectionActor(Actor):
             scope=self.cell.scope,
             previous_state=before.state.value,
             new_state=result.circuit.state.value,
-            reason=None if reason is None else str(reason),
+            reason=None if reason is None else safe_text(reason),
             failure_count=result.circuit.failure_count,
         )
 

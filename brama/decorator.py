@@ -39,7 +39,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from brama import api as _api
 from brama.errors import AlreadyRegisteredError, CircuitOpenError, NotFoundError
-from brama.log import get_logger
+from brama.log import get_logger, safe_repr
+from brama.otp.actor import ContainedBaseException
 from brama.system import Brama, _check_identifier, _check_scope
 from brama.types import CircuitState
 
@@ -80,11 +81,15 @@ def _check_ignore(value: Any) -> tuple[type[BaseException], ...]:
     )
 
 
-def _safe_repr(exc: BaseException) -> str:
+def _judge(error_handler: Callable[[Any], Any], result: Any) -> Any:
+    """Run the user's error_handler; a BaseException it raises (SystemExit, ...) comes out as
+    a ContainedBaseException, so inside a pykka actor it cannot make pykka stop every actor."""
     try:
-        return repr(exc)
-    except Exception:  # a broken __repr__ must not hide the real exception
-        return f"<{type(exc).__name__} (repr failed)>"
+        return error_handler(result)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise ContainedBaseException(exc) from exc
 
 
 class _Breaker:
@@ -137,7 +142,7 @@ class _Breaker:
     def report_exception(self, system: Brama, exc: BaseException) -> None:
         """Report `exc` as a failure; never raises, so the caller can re-raise `exc`."""
         try:
-            self.report_failure(system, _safe_repr(exc))
+            self.report_failure(system, safe_repr(exc))
         except Exception:  # the caller's exception matters more
             get_logger(_log).warning(
                 "failure_report_failed",
@@ -246,7 +251,7 @@ def _sync_wrapper(
             except NotFoundError:
                 pass
         else:
-            breaker.classify(system, error_handler(result))
+            breaker.classify(system, _judge(error_handler, result))
         return result
 
     return wrapper
@@ -286,7 +291,7 @@ def _async_wrapper(
             except NotFoundError:
                 pass
         else:
-            breaker.classify(system, error_handler(result))
+            breaker.classify(system, _judge(error_handler, result))
         return result
 
     return wrapper

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["get_logger"]
+__all__ = ["get_logger", "safe_repr", "safe_text"]
 
 _FALLBACK_PROCESSORS: list[Any] = [
     structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
@@ -27,3 +27,20 @@ def get_logger(name: str) -> Any:
         processors=_FALLBACK_PROCESSORS,
         wrapper_class=structlog.stdlib.BoundLogger,
     )
+
+
+def safe_repr(value: Any) -> str:
+    """`repr(value)`, or a placeholder if its `__repr__` raises: logging and reporting must
+    never fail because of a user's object."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} (repr failed)>"
+
+
+def safe_text(value: Any) -> str:
+    """`str(value)`, or a placeholder if its `__str__` raises."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__} (str failed)>"

@@ -328,22 +328,27 @@ class Brama(GroupsMixin):
     # -- lifecycle --
 
     def stop(self) -> None:
-        """Stop every actor and thread of this system; idempotent."""
+        """Stop every actor and thread of this system; idempotent.
+
+        Each part is stopped even if an earlier one fails (after `pykka.ActorRegistry
+        .stop_all()`, say), so no thread is left behind.
+        """
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
             self._cells = {}
+        parts: list[Callable[[], None]] = []
         if self._root is not None:
-            try:
-                self._root.stop()
-            except Exception:
-                get_logger(_log).warning("root_supervisor_stop_failed", exc_info=True)
+            parts.append(self._root.stop)
         if self._connections_sup is not None:
-            self._connections_sup.stop()
-        self._registry.stop()
-        self._bus.stop()
-        self._timers.stop()
+            parts.append(self._connections_sup.stop)
+        parts += [self._registry.stop, self._bus.stop, self._timers.stop]
+        for stop_part in parts:
+            try:
+                stop_part()
+            except Exception:
+                get_logger(_log).warning("stop_failed", part=repr(stop_part), exc_info=True)
 
     @property
     def running(self) -> bool:
@@ -587,9 +592,13 @@ class Brama(GroupsMixin):
                 f"handler must be callable or have a handle_event(event) method, got {handler!r}"
             )
         target: Any = actor if actor is not None else handler
-        return self._bus.subscribe(
-            target, topics=topics, filter=_event_filter(connection, scope, filter)
-        )
+        try:
+            return self._bus.subscribe(
+                target, topics=topics, filter=_event_filter(connection, scope, filter)
+            )
+        except ActorDeadError as exc:
+            self._raise_if_down(exc)
+            raise BramaError(f"the event bus is not running: {exc!r}") from exc
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop a subscription; idempotent."""
