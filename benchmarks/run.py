@@ -886,7 +886,6 @@ def bench_fanout(plan: Plan, out: Outcome) -> None:
         ]
 
     bursts: list[dict[str, Any]] = []
-    paced: dict[str, Any] = {}
     with _systems() as systems:
         for _ in range(rounds):
             system = brama.Brama()
@@ -894,11 +893,18 @@ def bench_fanout(plan: Plan, out: Outcome) -> None:
             with gc_paused():
                 bursts.append(_fanout_run(system, make_events(burst_n), subscribers, None))
             system.stop()
-        system = brama.Brama()
-        systems.append(system)
-        with gc_paused():
-            paced = _fanout_run(system, make_events(paced_n), subscribers,
-                                (batch, batch / rate))
+        paced_runs: list[tuple[int, dict[str, Any]]] = []
+        # 5,000 events/s is 50,000 deliveries/s to 10 subscribers; 50,000 events/s (500,000
+        # deliveries/s) is the stricter reading of the target.
+        for prate in (rate, 10 * rate):
+            system = brama.Brama()
+            systems.append(system)
+            count = paced_n if prate == rate else 10 * paced_n
+            with gc_paused():
+                run = _fanout_run(system, make_events(count), subscribers,
+                                  (batch * prate // rate, batch / rate))
+            paced_runs.append((prate, run))
+            system.stop()
     totals = [b["deliveries_per_s"] for b in bursts]
     per_sub = [b["per_subscriber_per_s"] for b in bursts]
     p99s = [b["latency_ms"]["p99"] for b in bursts]
@@ -912,16 +918,17 @@ def bench_fanout(plan: Plan, out: Outcome) -> None:
                         samples=p99s))
     out.rows.append(Row("burst: events dropped (full mailboxes)",
                         sum(b["dropped"] for b in bursts), "count"))
-    lat = paced["latency_ms"]
-    out.rows.append(Row(f"paced {rate:,} ev/s: deliveries/s achieved",
-                        paced["deliveries_per_s"], "/s"))
-    out.rows.append(Row(f"paced {rate:,} ev/s: p50 latency", lat["p50"], "ms"))
-    out.rows.append(Row(f"paced {rate:,} ev/s: p99 latency", lat["p99"], "ms",
-                        target="p99 ≤ 50 ms", verdict=PASS if lat["p99"] <= 50 else MISS))
-    out.rows.append(Row(f"paced {rate:,} ev/s: max latency", lat["max"], "ms"))
-    out.rows.append(Row(f"paced {rate:,} ev/s: deliveries lost",
-                        paced["expected"] - paced["deliveries"], "count"))
-    out.extra = {"bursts": bursts, "paced": paced}
+    for prate, run in paced_runs:
+        lat = run["latency_ms"]
+        out.rows.append(Row(f"paced {prate:,} ev/s: deliveries/s achieved",
+                            run["deliveries_per_s"], "/s"))
+        out.rows.append(Row(f"paced {prate:,} ev/s: p50 latency", lat["p50"], "ms"))
+        out.rows.append(Row(f"paced {prate:,} ev/s: p99 latency", lat["p99"], "ms",
+                            target="p99 ≤ 50 ms", verdict=PASS if lat["p99"] <= 50 else MISS))
+        out.rows.append(Row(f"paced {prate:,} ev/s: max latency", lat["max"], "ms"))
+        out.rows.append(Row(f"paced {prate:,} ev/s: deliveries lost",
+                            run["expected"] - run["deliveries"], "count"))
+    out.extra = {"bursts": bursts, "paced": {str(r): run for r, run in paced_runs}}
     out.notes.append(
         f"{subscribers} mailbox subscriptions (all events), each read by its own thread with"
         " get(); events are Event(FAILURE, ...) objects published with the system's bus"
@@ -930,7 +937,8 @@ def bench_fanout(plan: Plan, out: Outcome) -> None:
         " publish); per subscriber = that subscription's deliveries / its own span."
         f" Burst: {burst_n:,} events as fast as possible, median of {rounds} run(s)"
         f" ({burst_n * subscribers:,} deliveries each); latency = publish() call → get()"
-        f" return. Paced: {paced_n:,} events at {rate:,}/s in batches of {batch}."
+        f" return. Paced: {paced_n:,} events at {rate:,}/s in batches of {batch}, and"
+        f" {10 * paced_n:,} at {10 * rate:,}/s in batches of {10 * batch}."
     )
 
 
