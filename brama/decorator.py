@@ -41,8 +41,9 @@ from brama import api as _api
 from brama.errors import AlreadyRegisteredError, CircuitOpenError, NotFoundError
 from brama.log import get_logger, safe_repr
 from brama.otp.actor import ContainedBaseException
-from brama.system import Brama, _check_identifier, _check_scope
+from brama.system import Brama
 from brama.types import CircuitState
+from brama.validation import check_identifier, check_scope
 
 __all__ = ["Guard", "circuit_breaker", "guard"]
 
@@ -98,8 +99,8 @@ class _Breaker:
     __slots__ = ("identifier", "scope", "system")
 
     def __init__(self, identifier: Any, scope: Any, system: Any) -> None:
-        self.identifier = _check_identifier(identifier)
-        self.scope = _check_scope(scope)
+        self.identifier = check_identifier(identifier)
+        self.scope = check_scope(scope)
         self.system = _check_system(system)
 
     def resolve(self) -> Brama:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from brama.connection import Cell, Key, key_of
 from brama.errors import AlreadyRegisteredError, BramaError, NotFoundError
 from brama.types import CircuitState, ConnectionStatus
+from brama.validation import check_scope
 
 Member = tuple[str | None, str]
 """A group member: `(scope, identifier)`."""
@@ -43,17 +44,6 @@ def _check_name(name: Any) -> str:
     if not name:
         raise ValueError("name must be a non-empty str (a group name), got ''")
     return name
-
-
-def _check_scope(scope: Any) -> str | None:
-    """Validate a scope: None or a non-empty str."""
-    if scope is None:
-        return None
-    if not isinstance(scope, str):
-        raise TypeError(f"scope must be None or a non-empty str, got {type(scope).__name__}")
-    if not scope:
-        raise ValueError("scope must be None or a non-empty str, got ''")
-    return scope
 
 
 def _check_members(members: Any) -> tuple[str, ...]:
@@ -127,7 +117,7 @@ class GroupsMixin:
         if self._stopped:
             raise BramaError("this Brama system is stopped")
         _check_name(name)
-        _check_scope(scope)
+        check_scope(scope)
         identifiers = _check_members(members)
         cells = self._cells
         members_ = tuple((scope, identifier) for identifier in identifiers)

@@ -49,6 +49,7 @@ from brama.otp.clock import SYSTEM_CLOCK, Clock
 from brama.otp.eventbus import EventBus, Subscription
 from brama.otp.registry import Registry
 from brama.otp.supervisor import (
+    Address,
     ChildNotFoundError,
     ChildSpec,
     RestartIntensityExceeded,
@@ -57,6 +58,7 @@ from brama.otp.supervisor import (
 )
 from brama.otp.timers import TimerService
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
+from brama.validation import check_identifier, check_scope
 
 __all__ = ["Brama"]
 
@@ -69,29 +71,11 @@ _RESTART_WAIT = 5.0
 _log = "brama.system"
 
 
-def _check_identifier(identifier: Any, name: str = "identifier") -> str:
-    if not isinstance(identifier, str):
-        raise TypeError(f"{name} must be a non-empty str, got {type(identifier).__name__}")
-    if not identifier:
-        raise ValueError(f"{name} must be a non-empty str, got ''")
-    return identifier
-
-
-def _check_scope(scope: Any) -> str | None:
-    if scope is None:
-        return None
-    if not isinstance(scope, str):
-        raise TypeError(f"scope must be None or a non-empty str, got {type(scope).__name__}")
-    if not scope:
-        raise ValueError("scope must be None or a non-empty str, got ''")
-    return scope
-
-
 def _check_key(identifier: Any, scope: Any) -> Key:
-    return key_of(_check_scope(scope), _check_identifier(identifier))
+    return key_of(check_scope(scope), check_identifier(identifier))
 
 
-class _ConnectionAddress:
+class _ConnectionAddress(Address):
     """Where messages for one connection go: its current actor, woken or restarted as needed.
 
     Bound to one registration (its `Cell`): once the connection is unregistered, messages to
@@ -103,10 +87,18 @@ class _ConnectionAddress:
     """
 
     __slots__ = ("cell", "system")
+    attempts = _RESENDS
 
     def __init__(self, system: Brama, cell: Cell) -> None:
         self.system = system
         self.cell = cell
+
+    def __str__(self) -> str:
+        return f"connection {self.cell.key!r}"
+
+    def ask(self, message: Any, *, timeout: float | None = _CALL_TIMEOUT) -> Any:
+        """Like `Address.ask`, but never waits longer than `_CALL_TIMEOUT` by default."""
+        return super().ask(message, timeout=timeout)
 
     def _ref(self) -> ActorRef[Any]:
         system, cell = self.system, self.cell
@@ -126,27 +118,6 @@ class _ConnectionAddress:
                 if system._cells.get(cell.key) is cell:
                     supervisor.add_dormant_child(system._child_spec(cell.key))
         raise ActorDeadError(f"connection {cell.key!r} could not be started")
-
-    def tell(self, message: Any) -> None:
-        for _attempt in range(_RESENDS):
-            ref = self._ref()
-            try:
-                ref.tell(message)
-                return
-            except ActorDeadError:
-                continue
-        raise ActorDeadError(f"connection {self.cell.key!r} keeps dying; message not delivered")
-
-    def ask(self, message: Any, *, timeout: float | None = _CALL_TIMEOUT) -> Any:
-        """Ask the connection's actor; resent only if the actor died before handling it."""
-        for _attempt in range(_RESENDS):
-            ref = self._ref()
-            try:
-                return call(ref, message, timeout=timeout)
-            except ActorDeadError:
-                if ref.is_alive():
-                    raise
-        raise ActorDeadError(f"connection {self.cell.key!r} keeps dying; message not delivered")
 
 
 class Sweep:
@@ -467,7 +438,7 @@ class Brama(GroupsMixin):
 
     def connections(self, *, scope: str | None = None) -> list[ConnectionStatus]:
         """Every registered connection, or those of `scope`."""
-        _check_scope(scope)
+        check_scope(scope)
         if self._stopped:
             raise BramaError("this Brama system is stopped")
         cells = list(self._cells.values())
@@ -481,7 +452,7 @@ class Brama(GroupsMixin):
                   **options: Any) -> None:
         """Change options globally (identifier None) or for one connection."""
         if identifier is None:
-            _check_scope(scope)
+            check_scope(scope)
             if "clock" in options:
                 raise ConfigError("clock cannot be changed at runtime; pass it when starting")
             checked = validate_options(options, allowed=GLOBAL_OPTIONS)
@@ -577,8 +548,8 @@ class Brama(GroupsMixin):
                 ) from None
             topics = frozenset(EventType.coerce(item) for item in items)
         if connection is not None:
-            _check_identifier(connection, "connection")
-        _check_scope(scope)
+            check_identifier(connection, "connection")
+        check_scope(scope)
         if filter is not None and not callable(filter):
             raise TypeError(f"filter must be callable or None, got {filter!r}")
         if actor is not None and handler is not None:

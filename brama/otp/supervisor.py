@@ -40,6 +40,7 @@ from brama.otp.actor import (
 from brama.otp.clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
+    "Address",
     "ChildAddress",
     "ChildInfo",
     "ChildNotFoundError",
@@ -425,7 +426,44 @@ class SupervisorActor(Actor):
         return child.ref
 
 
-class ChildAddress:
+class Address:
+    """A destination that finds its actor at send time and resends if the actor died first.
+
+    Subclasses say how to find (or start) the current actor in `_ref`. A message is resent
+    only when the actor died before handling it, so it is handled at most once; an
+    `ActorDeadError` raised by the actor's own handler propagates unchanged.
+    """
+
+    __slots__ = ()
+    attempts = 10
+
+    def _ref(self) -> ActorRef[Any]:
+        raise NotImplementedError
+
+    def tell(self, message: Any) -> None:
+        """Queue `message` for the current actor, starting it first if needed."""
+        for _ in range(self.attempts):
+            ref = self._ref()
+            try:
+                ref.tell(message)
+                return
+            except ActorDeadError:
+                continue
+        raise ActorDeadError(f"{self} keeps dying; message not delivered")
+
+    def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Ask the current actor and wait; if it dies before answering, ask its successor."""
+        for _ in range(self.attempts):
+            ref = self._ref()
+            try:
+                return call(ref, message, timeout=timeout)
+            except ActorDeadError:
+                if ref.is_alive():
+                    raise
+        raise ActorDeadError(f"{self} keeps dying; message not delivered")
+
+
+class ChildAddress(Address):
     """Sends to a supervised child by id, waking or restarting it as needed.
 
     The address outlives any one incarnation of the child, so it is what timers and callers
@@ -438,38 +476,14 @@ class ChildAddress:
         self.supervisor = supervisor
         self.child_id = child_id
 
+    def __str__(self) -> str:
+        return f"child {self.child_id!r} of {self.supervisor.name!r}"
+
     def _ref(self) -> ActorRef[Any]:
         ref = self.supervisor.whereis_child(self.child_id)
         if ref is not None and ref.is_alive():
             return ref
         return self.supervisor.ensure_child(self.child_id)
-
-    def tell(self, message: Any) -> None:
-        """Queue `message` for the child, starting it first if it has no running actor."""
-        for _ in range(10):
-            ref = self._ref()
-            try:
-                ref.tell(message)
-                return
-            except ActorDeadError:
-                continue
-        raise ActorDeadError(f"child {self.child_id!r} keeps dying; message not delivered")
-
-    def ask(self, message: Any, *, timeout: float | None = None) -> Any:
-        """Ask the child and wait; a child that dies before answering is restarted and asked again.
-
-        Only a death before the message is handled leads to a resend, so a message is handled at
-        most once; an `ActorDeadError` raised by the child's own handler propagates unchanged.
-        """
-        for _ in range(10):
-            ref = self._ref()
-            try:
-                return call(ref, message, timeout=timeout)
-            except ActorDeadError:
-                if ref.is_alive():
-                    raise
-                continue
-        raise ActorDeadError(f"child {self.child_id!r} keeps dying; message not delivered")
 
 
 def _check_intensity(max_restarts: Any, max_seconds: Any) -> None:
