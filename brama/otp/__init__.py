@@ -1,4 +1,82 @@
 """brama.otp: a small OTP layer on pykka (supervisor, registry, event bus, timers, clocks).
 
 Usable by any pykka application on its own; Brama's connection management is built on it.
+Re-exports only, like pykka's own `__init__`:
+
+- `Actor`: a pykka `ThreadingActor` that can be monitored (`monitor` / `demonitor`, `Exit`
+  messages with a reason), supervised and hibernated, and that contains `BaseException`s;
+  `call` is an `ask` that never hangs on an actor that died.
+- `Supervisor`, `ChildSpec`: one_for_one / one_for_all / rest_for_one, permanent / transient /
+  temporary children, restart intensity and escalation, dynamic and dormant children.
+- `Registry`: unique names to actors, read without a round trip.
+- `EventBus`, `Subscription`: topics and filters; actor, handler or mailbox delivery.
+- `TimerService`: `send_after` on one scheduler thread; `FakeClock` drives it in tests.
 """
+
+from brama.otp.actor import (
+    HIBERNATED,
+    NORMAL,
+    SHUTDOWN,
+    Actor,
+    ContainedBaseException,
+    Exit,
+    ExitReason,
+    call,
+    demonitor,
+    exit_reason,
+    monitor,
+    set_exit_reason,
+)
+from brama.otp.clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
+from brama.otp.eventbus import EventBus, EventHandler, Interest, Subscription
+from brama.otp.registry import NameTakenError, Registry, Via
+from brama.otp.supervisor import (
+    Address,
+    ChildAddress,
+    ChildInfo,
+    ChildNotFoundError,
+    ChildSpec,
+    RestartIntensityExceeded,
+    StartContext,
+    StateSlot,
+    Supervisor,
+)
+from brama.otp.timers import Destination, TimerRef, TimerService
+
+__all__ = [
+    "HIBERNATED",
+    "NORMAL",
+    "SHUTDOWN",
+    "SYSTEM_CLOCK",
+    "Actor",
+    "Address",
+    "ChildAddress",
+    "ChildInfo",
+    "ChildNotFoundError",
+    "ChildSpec",
+    "Clock",
+    "ContainedBaseException",
+    "Destination",
+    "EventBus",
+    "EventHandler",
+    "Exit",
+    "ExitReason",
+    "FakeClock",
+    "Interest",
+    "NameTakenError",
+    "Registry",
+    "RestartIntensityExceeded",
+    "StartContext",
+    "StateSlot",
+    "Subscription",
+    "Supervisor",
+    "SystemClock",
+    "TimerRef",
+    "TimerService",
+    "Via",
+    "call",
+    "demonitor",
+    "exit_reason",
+    "monitor",
+    "set_exit_reason",
+]
