@@ -124,11 +124,6 @@ class Crash:
     """Makes the actor die of an unhandled exception (for `brama.testing.crash_connection`)."""
 
 
-@dataclass(frozen=True)
-class _Ping:
-    """Answers with the actor's ref; lets the system wait until a connection is running."""
-
-
 class ConnectionCrashed(RuntimeError):
     """Raised on purpose by `Crash`, to exercise supervision."""
 
@@ -165,8 +160,6 @@ class ConnectionActor(Actor):
                 return None
             case Crash():
                 raise ConnectionCrashed(f"connection {self.cell.key!r} crashed on request")
-            case _Ping():
-                return self.actor_ref
             case _ if isinstance(message, _CIRCUIT_MESSAGES):
                 return self._step(message)
             case _:

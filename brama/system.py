@@ -260,6 +260,10 @@ class Brama(GroupsMixin):
         except (ActorDeadError, pykka.Timeout) as exc:
             self._raise_if_down(exc)
             raise BramaError(f"connection {cell.identifier!r} did not answer: {exc!r}") from exc
+        except Exception as exc:
+            if self._stopped:  # e.g. the timer service refused a timer while stopping
+                raise BramaError("this Brama system is stopped") from exc
+            raise
 
     def _check_running(self) -> None:
         if self._stopped:
