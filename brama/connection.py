@@ -179,8 +179,11 @@ class ConnectionActor(Actor):
         if result.circuit.state is not before.state:
             self._log_transition(before, result)
         self.last_seen = now.mono
+        if isinstance(message, circuit.Configure) and self.hibernate_timer is not None:
+            self.hibernate_timer.cancel()  # hibernate_after may have changed: re-arm below
+            self.hibernate_timer = None
         if self.hibernate_timer is None:
-            self._arm_hibernation(options.hibernate_after)
+            self._arm_hibernation(self.system._options_for(result.circuit).hibernate_after)
         return result.reply
 
     def _emit(self, emits: tuple[circuit.Emit, ...], now: Now) -> None:
