@@ -258,6 +258,9 @@ def _sync_wrapper(
     return wrapper
 
 
+# _async_wrapper is _sync_wrapper with `await`s: the two are kept apart, and their bodies
+# inline, because this is the hot path (a shared helper call costs ~10% of a guarded call).
+# A change to one must be made to the other.
 def _async_wrapper(
     func: Callable[P, Any],
     breaker: _Breaker,
