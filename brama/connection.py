@@ -24,7 +24,15 @@ from brama.types import CircuitState, ConnectionStatus, Event, EventType
 if TYPE_CHECKING:
     from brama.system import Brama
 
-__all__ = ["Cell", "ConnectionActor", "Crash", "HibernateCheck", "Key", "key_of"]
+__all__ = [
+    "Cell",
+    "ConnectionActor",
+    "Crash",
+    "HibernateCheck",
+    "Key",
+    "RearmHibernation",
+    "key_of",
+]
 
 Key = str | tuple[str, str]
 """A connection's key in the system's table: the identifier alone when it has no scope (the
@@ -120,6 +128,11 @@ class HibernateCheck:
 
 
 @dataclass(frozen=True)
+class RearmHibernation:
+    """`hibernate_after` may have changed: measure the idleness check from the new value."""
+
+
+@dataclass(frozen=True)
 class Crash:
     """Makes the actor die of an unhandled exception (for `brama.testing.crash_connection`)."""
 
@@ -158,6 +171,9 @@ class ConnectionActor(Actor):
             case HibernateCheck():
                 self._maybe_hibernate()
                 return None
+            case RearmHibernation():
+                self._rearm_hibernation()
+                return None
             case Crash():
                 raise ConnectionCrashed(f"connection {self.cell.key!r} crashed on request")
             case _ if isinstance(message, _CIRCUIT_MESSAGES):
@@ -179,11 +195,10 @@ class ConnectionActor(Actor):
         if result.circuit.state is not before.state:
             self._log_transition(before, result)
         self.last_seen = now.mono
-        if isinstance(message, circuit.Configure) and self.hibernate_timer is not None:
-            self.hibernate_timer.cancel()  # hibernate_after may have changed: re-arm below
-            self.hibernate_timer = None
-        if self.hibernate_timer is None:
-            self._arm_hibernation(self.system._options_for(result.circuit).hibernate_after)
+        if isinstance(message, circuit.Configure):  # hibernate_after may have changed
+            self._rearm_hibernation()
+        elif self.hibernate_timer is None:
+            self._arm_hibernation(options.hibernate_after)
         return result.reply
 
     def _emit(self, emits: tuple[circuit.Emit, ...], now: Now) -> None:
@@ -219,6 +234,15 @@ class ConnectionActor(Actor):
             self.hibernate_timer = self.system._timers.send_after(
                 delay, self.actor_ref, HibernateCheck()
             )
+
+    def _rearm_hibernation(self) -> None:
+        """Replace the pending idleness check by one computed from the current options."""
+        if self.hibernate_timer is not None:
+            self.hibernate_timer.cancel()
+            self.hibernate_timer = None
+        options = self.system._options_for(self.cell.circuit)
+        idle = self.system._now().mono - self.last_seen
+        self._arm_hibernation(max(options.hibernate_after - idle, 0.0))
 
     def _maybe_hibernate(self) -> None:
         """Give the thread back if closed, nothing is queued, and no message came for a while.

@@ -34,7 +34,15 @@ from brama.config import (
     validate_duration,
     validate_options,
 )
-from brama.connection import Cell, ConnectionActor, Crash, Key, child_id, key_of
+from brama.connection import (
+    Cell,
+    ConnectionActor,
+    Crash,
+    Key,
+    RearmHibernation,
+    child_id,
+    key_of,
+)
 from brama.errors import (
     AlreadyRegisteredError,
     BramaError,
@@ -482,6 +490,12 @@ class Brama(GroupsMixin):
             for supervisor in (root, self._connections_sup):
                 with contextlib.suppress(ActorDeadError):
                     supervisor.set_intensity(max_restarts, max_seconds)
+        if "hibernate_after" in changed:  # the awake connections re-arm their idleness check
+            refs = [self._registry.whereis(key) for key in self._registry.names()]
+            pending = [ref.ask(RearmHibernation(), block=False) for ref in refs if ref]
+            for future in pending:
+                with contextlib.suppress(ActorDeadError, pykka.Timeout):
+                    future.get(timeout=_CALL_TIMEOUT)
         if "cleanup_interval" in changed:
             janitor = root.whereis_child("janitor")
             if janitor is not None:
@@ -588,16 +602,24 @@ class Brama(GroupsMixin):
         if threshold is None:
             return
         now = self._now()
+        cells = self._cells
         removed: list[Cell] = []
-        for key, cell in list(self._cells.items()):
+        for key, cell in list(cells.items()):
             state = cell.circuit
             idle = now.mono - state.last_activity
             if cell.last_fast_success is not None:
                 idle = min(idle, now.wall - cell.last_fast_success)
-            if idle >= threshold and self._remove(key) is cell:
+            if idle < threshold:
+                continue
+            current = cells.pop(key, None)
+            if current is cell:
                 removed.append(cell)
+            elif current is not None:  # registered anew since the snapshot: not ours to take
+                cells.setdefault(key, current)
         if not removed:
             return
+        with contextlib.suppress(ActorDeadError):  # one round trip for the whole sweep
+            self._connections_sup.terminate_children(child_id(c.key) for c in removed)
         for cell in removed:
             self._emit(EventType.CONNECTION_REMOVED, cell.identifier, cell.scope,
                        {"reason": "inactive", "inactive_threshold": threshold})

@@ -180,3 +180,20 @@ def test_crash_restart_of_a_dormant_closed_connection_keeps_its_counts(
     crash_connection("db", system=brama_system)  # wakes it, then kills it
     brama_system.failure("db")
     assert brama_system.status("db").failure_count == 4
+
+
+def test_a_global_hibernate_after_change_reaches_awake_actors(
+    brama_system: Brama, brama_clock: FakeClock
+) -> None:
+    brama_system.register("db")
+    brama_system.failure("db")
+    brama_clock.advance(1)
+    brama_system.configure(hibernate_after=2.0)  # was 5: the pending check moves earlier
+    brama_clock.advance(1)
+    assert running_actors() == 0
+    brama_system.failure("db")
+    brama_system.configure(hibernate_after=30.0)  # and later
+    brama_clock.advance(20)
+    assert running_actors() == 1
+    brama_clock.advance(10)
+    assert running_actors() == 0

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -177,8 +177,8 @@ class _AddDormant:
 
 
 @dataclass(frozen=True)
-class _TerminateChild:
-    child_id: Hashable
+class _TerminateChildren:
+    child_ids: tuple[Hashable, ...]
 
 
 @dataclass(frozen=True)
@@ -242,10 +242,11 @@ class SupervisorActor(Actor):
                         del self.children[spec.id]
                         raise
                 return child.ref
-            case _TerminateChild(child_id=child_id):
-                gone = self.children.pop(child_id, None)
-                if gone is not None:
-                    self._stop_child(gone)
+            case _TerminateChildren(child_ids=child_ids):
+                for child_id in child_ids:
+                    gone = self.children.pop(child_id, None)
+                    if gone is not None:
+                        self._stop_child(gone)
             case _StartInitial(specs=specs):
                 for spec in specs:
                     if spec.id in self.children:
@@ -594,7 +595,11 @@ class Supervisor:
 
     def terminate_child(self, child_id: Hashable) -> None:
         """Stop a child (waiting up to its shutdown time) and forget it; unknown ids are ignored."""
-        call(self.ref, _TerminateChild(child_id))
+        call(self.ref, _TerminateChildren((child_id,)))
+
+    def terminate_children(self, child_ids: Iterable[Hashable]) -> None:
+        """`terminate_child` for many children in one round trip (e.g. a cleanup sweep)."""
+        call(self.ref, _TerminateChildren(tuple(child_ids)))
 
     def ensure_child(self, child_id: Hashable, *, timeout: float | None = None) -> ActorRef[Any]:
         """The running child's ref, starting it if dormant or restarting it if it just died."""

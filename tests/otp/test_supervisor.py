@@ -1134,3 +1134,15 @@ def test_child_raising_system_exit_while_stopping_does_not_abort_shutdown(
     assert not sup.alive
     assert not a.is_alive() and not c.is_alive() and not bad.is_alive()
     assert rec.stops == ["c", "a"]
+
+
+def test_terminate_children_stops_and_forgets_many_in_one_call(
+    rec: Recorder, make_sup: Callable[..., Supervisor]
+) -> None:
+    sup = make_sup()
+    started = [sup.start_child(rec.spec(f"w{i}")) for i in range(5)]
+    sup.terminate_children(["w1", "w3", "unknown"])
+    assert [row.id for row in sup.which_children()] == ["w0", "w2", "w4"]
+    assert [ref is not None and ref.is_alive() for ref in started] == [
+        True, False, True, False, True]
+    assert sorted(rec.stops) == ["w1", "w3"]
