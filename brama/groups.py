@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from brama.connection import Cell, Key, key_of
-from brama.errors import AlreadyRegisteredError, BramaError, NotFoundError
+from brama.errors import AlreadyRegisteredError, NotFoundError
 from brama.types import CircuitState, ConnectionStatus
 from brama.validation import check_scope
 
@@ -86,7 +86,8 @@ class GroupsMixin:
     if TYPE_CHECKING:
         _cells: dict[Key, Cell]
         _groups: dict[str, tuple[Member, ...]]
-        _stopped: bool
+
+        def _check_running(self) -> None: ...
 
         def _options_for(self, state: Circuit) -> Options: ...
 
@@ -98,8 +99,7 @@ class GroupsMixin:
 
     def _group(self, name: str) -> tuple[Member, ...]:
         """The members of group `name`; NotFoundError if there is no such group."""
-        if self._stopped:
-            raise BramaError("this Brama system is stopped")
+        self._check_running()
         keys = self._groups.get(name)
         if keys is None:
             _check_name(name)
@@ -114,8 +114,7 @@ class GroupsMixin:
         Raises AlreadyRegisteredError for an existing name, NotFoundError for a member that is
         not registered, TypeError / ValueError for a malformed argument; nothing changes then.
         """
-        if self._stopped:
-            raise BramaError("this Brama system is stopped")
+        self._check_running()
         _check_name(name)
         check_scope(scope)
         identifiers = _check_members(members)

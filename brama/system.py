@@ -269,17 +269,18 @@ class Brama(GroupsMixin):
             self._raise_if_down(exc)
             raise BramaError(f"connection {cell.identifier!r} did not answer: {exc!r}") from exc
         except Exception as exc:
-            if self._stopped:  # e.g. the timer service refused a timer while stopping
-                raise BramaError("this Brama system is stopped") from exc
+            self._check_running(exc)  # e.g. the timer service refused a timer while stopping
             raise
 
-    def _check_running(self) -> None:
+    def _check_running(self, cause: BaseException | None = None) -> None:
+        """BramaError if this system was stopped (checked on slow paths only)."""
         if self._stopped:
-            raise BramaError("this Brama system is stopped; start a new one (or brama.shutdown())")
+            raise BramaError(
+                "this Brama system is stopped; start a new one (or brama.shutdown())"
+            ) from cause
 
     def _raise_if_down(self, cause: BaseException | None = None) -> None:
-        if self._stopped:
-            raise BramaError("this Brama system is stopped") from cause
+        self._check_running(cause)
         root = self._root
         if root is None or not root.alive:
             failure = root.failure if root is not None else None
@@ -365,8 +366,7 @@ class Brama(GroupsMixin):
         **options: Any,
     ) -> ConnectionStatus:
         """Register a connection; raises AlreadyRegisteredError if it exists."""
-        if self._stopped:
-            raise BramaError("this Brama system is stopped")
+        self._check_running()
         key = _check_key(identifier, scope)
         if not isinstance(type, str):
             raise TypeError(f"type must be a str, got {type!r}")
@@ -451,8 +451,7 @@ class Brama(GroupsMixin):
     def connections(self, *, scope: str | None = None) -> list[ConnectionStatus]:
         """Every registered connection, or those of `scope`."""
         check_scope(scope)
-        if self._stopped:
-            raise BramaError("this Brama system is stopped")
+        self._check_running()
         cells = list(self._cells.values())
         return [
             cell.status(self._options_for(cell.circuit))
@@ -550,8 +549,7 @@ class Brama(GroupsMixin):
         handler: Callable[[Event], None] | Any | None = None,
     ) -> Subscription:
         """Subscribe to events; see API.md for the delivery modes."""
-        if self._stopped:
-            raise BramaError("this Brama system is stopped")
+        self._check_running()
         topics: frozenset[EventType] | None
         if events is None:
             topics = None
