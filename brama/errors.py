@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from brama.validation import in_scope
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -81,6 +83,5 @@ class CircuitOpenError(BramaError):
 
 
 def _refusal_message(identifier: str, scope: str | None, state: Any) -> str:
-    where = "" if scope is None else f" in scope {scope!r}"
     state = getattr(state, "value", state)  # an enum's own __format__ is slow
-    return f"circuit of connection {identifier!r}{where} is {state}: call rejected"
+    return f"circuit of connection {identifier!r}{in_scope(scope)} is {state}: call rejected"

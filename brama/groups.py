@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from brama.connection import Cell, Key, key_of
 from brama.errors import AlreadyRegisteredError, NotFoundError
 from brama.types import CircuitState, ConnectionStatus
-from brama.validation import check_scope
+from brama.validation import check_scope, in_scope
 
 Member = tuple[str | None, str]
 """A group member: `(scope, identifier)`."""
@@ -76,10 +76,6 @@ def _check_members(members: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _where(scope: str | None) -> str:
-    return "" if scope is None else f" in scope {scope!r}"
-
-
 class GroupsMixin:
     """The group methods of `brama.Brama`; see the module docstring for the semantics."""
 
@@ -123,7 +119,7 @@ class GroupsMixin:
         for identifier in identifiers:
             if cells.get(key_of(scope, identifier)) is None:
                 raise NotFoundError(
-                    f"members: connection {identifier!r}{_where(scope)} is not registered"
+                    f"members: connection {identifier!r}{in_scope(scope)} is not registered"
                 )
         if self._groups.setdefault(name, members_) is not members_:
             raise AlreadyRegisteredError(f"group {name!r} is already registered")

@@ -66,7 +66,7 @@ from brama.otp.supervisor import (
 )
 from brama.otp.timers import TimerService
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
-from brama.validation import check_identifier, check_scope
+from brama.validation import check_identifier, check_scope, in_scope
 
 __all__ = ["Brama"]
 
@@ -252,8 +252,7 @@ class Brama(GroupsMixin):
         if cell is None:
             self._check_running()
             _check_key(identifier, scope)
-            where = "" if scope is None else f" in scope {scope!r}"
-            raise NotFoundError(f"connection {identifier!r}{where} is not registered")
+            raise NotFoundError(f"connection {identifier!r}{in_scope(scope)} is not registered")
         return cell
 
     def _ask(self, cell: Cell, message: Any) -> Any:
@@ -380,16 +379,17 @@ class Brama(GroupsMixin):
         )
         cells = self._cells
         if cells.setdefault(key, cell) is not cell:
-            where = "" if scope is None else f" in scope {scope!r}"
-            raise AlreadyRegisteredError(f"connection {identifier!r}{where} is already registered")
-        for _attempt in range(3):
-            try:
-                self._connections_sup.add_dormant_child(self._child_spec(key))
-                break
-            except ActorDeadError:
-                if self._stopped or self._root is None or not self._root.alive:
-                    cells.pop(key, None)
-                    raise BramaError("the Brama system is down; cannot register") from None
+            raise AlreadyRegisteredError(
+                f"connection {identifier!r}{in_scope(scope)} is already registered"
+            )
+        try:
+            self._connections_sup.add_dormant_child(self._child_spec(key))
+        except ActorDeadError:
+            if self._stopped or self._root is None or not self._root.alive:
+                cells.pop(key, None)
+                raise BramaError("the Brama system is down; cannot register") from None
+            # The connections supervisor is being replaced: its successor takes in every
+            # registered cell, and an address re-adds a child that is still missing.
         status = cell.status(resolved)
         data = {"type": type, "metadata": cell.metadata}
         self._emit(EventType.CONNECTION_REGISTERED, identifier, scope, data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_identifier", "check_scope"]
+__all__ = ["check_identifier", "check_scope", "in_scope"]
 
 
 def check_identifier(identifier: Any, name: str = "identifier") -> str:
@@ -29,3 +29,8 @@ def check_scope(scope: Any) -> str | None:
     if not scope:
         raise ValueError("scope must be None or a non-empty str, got ''")
     return scope
+
+
+def in_scope(scope: str | None) -> str:
+    """The text naming a scope in messages: "" for none, else " in scope 'x'"."""
+    return "" if scope is None else f" in scope {scope!r}"
