@@ -40,7 +40,7 @@ from brama.errors import (
     ConfigError,
     NotFoundError,
 )
-from brama.otp.eventbus import Subscription
+from brama.otp._eventbus import Subscription
 from brama.system import Brama
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
 

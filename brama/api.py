@@ -15,7 +15,7 @@ from pykka import ActorRef
 
 from brama.decorator import circuit_breaker, guard
 from brama.errors import BramaError
-from brama.otp.eventbus import Subscription
+from brama.otp._eventbus import Subscription
 from brama.system import Brama
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
 

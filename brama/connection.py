@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from brama import circuit
 from brama.circuit import Circuit, Now
 from brama.log import get_logger, safe_text
-from brama.otp.actor import Actor
+from brama.otp._actor import Actor
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
 
 if TYPE_CHECKING:

@@ -52,11 +52,11 @@ from brama.errors import (
 )
 from brama.groups import GroupsMixin
 from brama.log import get_logger
-from brama.otp.actor import Actor, call
-from brama.otp.clock import SYSTEM_CLOCK, Clock
-from brama.otp.eventbus import EventBus, Subscription
-from brama.otp.registry import Registry
-from brama.otp.supervisor import (
+from brama.otp._actor import Actor, call
+from brama.otp._clock import SYSTEM_CLOCK, Clock
+from brama.otp._eventbus import EventBus, Subscription
+from brama.otp._registry import Registry
+from brama.otp._supervisor import (
     Address,
     ChildNotFoundError,
     ChildSpec,
@@ -64,7 +64,7 @@ from brama.otp.supervisor import (
     StartContext,
     Supervisor,
 )
-from brama.otp.timers import TimerService
+from brama.otp._timers import TimerService
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
 from brama.validation import check_identifier, check_scope, in_scope
 

@@ -23,11 +23,18 @@ from typing import Any
 
 from pykka import ActorDeadError, ActorRef
 
-from brama.otp.actor import Actor, Exit, monitor
-from brama.otp.eventbus import EventBus
-from brama.otp.registry import Registry
-from brama.otp.supervisor import ChildSpec, StartContext, StateSlot, Supervisor
-from brama.otp.timers import TimerService
+from brama.otp import (
+    Actor,
+    ChildSpec,
+    EventBus,
+    Exit,
+    Registry,
+    StartContext,
+    StateSlot,
+    Supervisor,
+    TimerService,
+    monitor,
+)
 
 NAMES = ["worker-0", "worker-1", "worker-2"]
 

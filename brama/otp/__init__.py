@@ -13,7 +13,7 @@ Re-exports only, like pykka's own `__init__`:
 - `TimerService`: `send_after` on one scheduler thread; `FakeClock` drives it in tests.
 """
 
-from brama.otp.actor import (
+from brama.otp._actor import (
     HIBERNATED,
     NORMAL,
     SHUTDOWN,
@@ -27,10 +27,10 @@ from brama.otp.actor import (
     monitor,
     set_exit_reason,
 )
-from brama.otp.clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
-from brama.otp.eventbus import EventBus, EventHandler, Interest, Subscription
-from brama.otp.registry import NameTakenError, Registry, Via
-from brama.otp.supervisor import (
+from brama.otp._clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
+from brama.otp._eventbus import EventBus, EventHandler, Interest, Subscription
+from brama.otp._registry import NameTakenError, Registry, Via
+from brama.otp._supervisor import (
     Address,
     ChildAddress,
     ChildInfo,
@@ -41,7 +41,7 @@ from brama.otp.supervisor import (
     StateSlot,
     Supervisor,
 )
-from brama.otp.timers import Destination, TimerRef, TimerService
+from brama.otp._timers import Destination, TimerRef, TimerService
 
 __all__ = [
     "HIBERNATED",

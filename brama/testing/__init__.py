@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from brama import api
-from brama.otp.clock import FakeClock
+from brama.otp._clock import FakeClock
 from brama.system import Brama
 from brama.types import CircuitState
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from brama.otp.clock import FakeClock
+from brama.otp._clock import FakeClock
 from brama.system import Brama
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pykka
 import pytest
 
-from brama.otp.actor import (
+from brama.otp import (
     HIBERNATED,
     NORMAL,
     Actor,

@@ -12,9 +12,7 @@ from typing import Any
 import pykka
 import pytest
 
-from brama.otp.actor import Actor
-from brama.otp.clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
-from brama.otp.timers import TimerService
+from brama.otp import SYSTEM_CLOCK, Actor, Clock, FakeClock, SystemClock, TimerService
 
 
 class Stamper(Actor):

@@ -14,8 +14,7 @@ import pykka
 import pytest
 from pykka import ActorDeadError
 
-from brama.otp.actor import Actor
-from brama.otp.eventbus import EventBus, Subscription
+from brama.otp import Actor, EventBus, Subscription
 
 _bus_names = itertools.count()
 

@@ -12,8 +12,7 @@ import pykka
 import pytest
 from pykka import ActorDeadError
 
-from brama.otp.actor import Actor, monitor
-from brama.otp.registry import NameTakenError, Registry
+from brama.otp import Actor, NameTakenError, Registry, monitor
 
 
 class Echo(Actor):

@@ -14,18 +14,21 @@ import pykka
 import pytest
 from pykka import ActorDeadError, ActorRef
 
-from brama.otp.actor import HIBERNATED, ContainedBaseException, Exit, monitor
-from brama.otp.actor import Actor as OtpActor
-from brama.otp.clock import FakeClock
-from brama.otp.supervisor import (
+from brama.otp import (
+    HIBERNATED,
     ChildAddress,
     ChildInfo,
     ChildNotFoundError,
     ChildSpec,
+    ContainedBaseException,
+    Exit,
+    FakeClock,
     RestartIntensityExceeded,
     StartContext,
     Supervisor,
+    monitor,
 )
+from brama.otp import Actor as OtpActor
 
 WAIT = 5.0  # upper bound for anything we wait on
 

@@ -14,9 +14,7 @@ from typing import Any
 import pykka
 import pytest
 
-from brama.otp.actor import Actor
-from brama.otp.clock import Clock, FakeClock
-from brama.otp.timers import TimerRef, TimerService
+from brama.otp import Actor, Clock, FakeClock, TimerRef, TimerService
 
 WAIT = 5.0  # generous upper bound for anything we wait on with a timeout
 

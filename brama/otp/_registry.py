@@ -16,7 +16,7 @@ from typing import Any
 
 from pykka import ActorDeadError, ActorRef
 
-from brama.otp.actor import Actor, Exit, call, demonitor, monitor
+from brama.otp._actor import Actor, Exit, call, demonitor, monitor
 
 __all__ = ["NameTakenError", "Registry", "Via"]
 

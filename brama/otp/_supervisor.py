@@ -24,7 +24,7 @@ from typing import Any, Literal
 import pykka
 from pykka import ActorDeadError, ActorRef
 
-from brama.otp.actor import (
+from brama.otp._actor import (
     HIBERNATED,
     NORMAL,
     SHUTDOWN,
@@ -37,7 +37,7 @@ from brama.otp.actor import (
     monitor,
     set_exit_reason,
 )
-from brama.otp.clock import SYSTEM_CLOCK, Clock
+from brama.otp._clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
     "Address",

@@ -18,8 +18,8 @@ from typing import Any, Final, Protocol, TypeVar
 
 from pykka import ActorRef
 
-from brama.otp.actor import call
-from brama.otp.clock import SYSTEM_CLOCK, Clock, _check_seconds, _DrivenClock
+from brama.otp._actor import call
+from brama.otp._clock import SYSTEM_CLOCK, Clock, _check_seconds, _DrivenClock
 
 __all__ = ["Destination", "TimerRef", "TimerService"]
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import pykka
 from pykka import ActorDeadError, ActorRef
 
-from brama.otp.actor import Actor, Exit, call, demonitor, monitor
+from brama.otp._actor import Actor, Exit, call, demonitor, monitor
 
 __all__ = ["EventBus", "EventHandler", "Interest", "Subscription"]
 
