@@ -19,6 +19,7 @@ from brama.otp._actor import (
     SHUTDOWN,
     Actor,
     ContainedBaseException,
+    ErrorReply,
     Exit,
     ExitReason,
     call,
@@ -29,6 +30,7 @@ from brama.otp._actor import (
 )
 from brama.otp._clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
 from brama.otp._eventbus import EventBus, EventHandler, Interest, Subscription
+from brama.otp._log import get_logger, safe_repr, safe_text
 from brama.otp._registry import NameTakenError, Registry, Via
 from brama.otp._supervisor import (
     Address,
@@ -57,6 +59,7 @@ __all__ = [
     "Clock",
     "ContainedBaseException",
     "Destination",
+    "ErrorReply",
     "EventBus",
     "EventHandler",
     "Exit",
@@ -77,6 +80,9 @@ __all__ = [
     "call",
     "demonitor",
     "exit_reason",
+    "get_logger",
     "monitor",
+    "safe_repr",
+    "safe_text",
     "set_exit_reason",
 ]

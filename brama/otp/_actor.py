@@ -26,6 +26,7 @@ __all__ = [
     "SHUTDOWN",
     "Actor",
     "ContainedBaseException",
+    "ErrorReply",
     "Exit",
     "ExitReason",
     "call",
@@ -57,6 +58,17 @@ class Exit:
     def abnormal(self) -> bool:
         """True when the actor died of an exception rather than stopping."""
         return isinstance(self.reason, BaseException)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """A handler's answer that makes `call` raise `error` in the caller, the actor living on.
+
+    OTP's `{reply, {error, Reason}, State}`: an expected refusal (a name already taken, say) is
+    an answer, not a crash. Any exception that escapes a handler is a crash of the actor.
+    """
+
+    error: BaseException
 
 
 class ContainedBaseException(Exception):
@@ -239,7 +251,7 @@ def call(ref: ActorRef[Any], message: Any, *, timeout: float | None = None) -> A
     while True:
         wait = _SLICE if deadline is None else min(_SLICE, max(deadline - time.monotonic(), 0.0))
         try:
-            return future.get(timeout=wait)
+            result = future.get(timeout=wait)
         except pykka.Timeout:
             if not ref.is_alive():
                 box = _box(ref)
@@ -250,11 +262,16 @@ def call(ref: ActorRef[Any], message: Any, *, timeout: float | None = None) -> A
                 else:
                     grace = _SLICE
                 try:
-                    return future.get(timeout=grace)
+                    result = future.get(timeout=grace)
                 except pykka.Timeout:
                     raise ActorDeadError(f"{ref} stopped before answering") from None
-            if deadline is not None and time.monotonic() >= deadline:
+            elif deadline is not None and time.monotonic() >= deadline:
                 raise
+            else:
+                continue
+        if isinstance(result, ErrorReply):
+            raise result.error
+        return result
 
 
 _SLICE = 0.05
