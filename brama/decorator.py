@@ -40,7 +40,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from brama import api as _api
 from brama.errors import AlreadyRegisteredError, CircuitOpenError, NotFoundError
 from brama.log import get_logger, safe_repr
-from brama.otp._actor import ContainedBaseException
+from brama.otp._exit import ContainedBaseException
 from brama.system import Brama
 from brama.types import CircuitState
 from brama.validation import check_identifier, check_scope

@@ -52,11 +52,7 @@ from brama.errors import (
 )
 from brama.groups import GroupsMixin
 from brama.log import get_logger
-from brama.otp._actor import Actor, call
-from brama.otp._clock import SYSTEM_CLOCK, Clock
-from brama.otp._eventbus import EventBus, Subscription
-from brama.otp._registry import Registry
-from brama.otp._supervisor import (
+from brama.otp import (
     Address,
     ChildNotFoundError,
     ChildSpec,
@@ -64,6 +60,10 @@ from brama.otp._supervisor import (
     StartContext,
     Supervisor,
 )
+from brama.otp._actor import Actor, call
+from brama.otp._clock import SYSTEM_CLOCK, Clock
+from brama.otp._eventbus import EventBus, Subscription
+from brama.otp._registry import Registry
 from brama.otp._timers import TimerService
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
 from brama.validation import check_identifier, check_scope, in_scope
@@ -108,7 +108,7 @@ class _ConnectionAddress(Address):
         """Like `Address.ask`, but never waits longer than `_CALL_TIMEOUT` by default."""
         return super().ask(message, timeout=timeout)
 
-    def _ref(self) -> ActorRef[Any]:
+    def resolve(self) -> ActorRef[Any]:
         system, cell = self.system, self.cell
         for _attempt in range(_RESENDS):
             if system._cells.get(cell.key) is not cell:
@@ -124,7 +124,7 @@ class _ConnectionAddress(Address):
             except ChildNotFoundError:
                 # Registered while that supervisor was being replaced: record it again.
                 if system._cells.get(cell.key) is cell:
-                    supervisor.add_dormant_child(system._child_spec(cell.key))
+                    supervisor.start_child(system._child_spec(cell.key), start=False)
         raise ActorDeadError(f"connection {cell.key!r} could not be started")
 
 
@@ -222,7 +222,7 @@ class Brama(GroupsMixin):
             name="brama.connections",
         )
         for key in list(self._cells):
-            supervisor.add_dormant_child(self._child_spec(key))
+            supervisor.start_child(self._child_spec(key), start=False)
         with self._supervisor_changed:
             self._connections_sup = supervisor
             self._supervisor_changed.notify_all()
@@ -383,7 +383,7 @@ class Brama(GroupsMixin):
                 f"connection {identifier!r}{in_scope(scope)} is already registered"
             )
         try:
-            self._connections_sup.add_dormant_child(self._child_spec(key))
+            self._connections_sup.start_child(self._child_spec(key), start=False)
         except ActorDeadError:
             if self._stopped or self._root is None or not self._root.alive:
                 cells.pop(key, None)

@@ -13,36 +13,41 @@ Re-exports only, like pykka's own `__init__`:
 - `TimerService`: `send_after` on one scheduler thread; `FakeClock` drives it in tests.
 """
 
-from brama.otp._actor import (
+from brama.otp._actor import Actor, call
+from brama.otp._address import Address, ChildAddress
+from brama.otp._childspec import (
+    ChildInfo,
+    ChildNotFoundError,
+    ChildRunningError,
+    ChildSpec,
+    RestartIntensityExceeded,
+    RestartType,
+    StartContext,
+    StateSlot,
+    Strategy,
+)
+from brama.otp._clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
+from brama.otp._eventbus import EventBus, EventHandler, Interest, Subscription
+from brama.otp._exit import (
     HIBERNATED,
     NORMAL,
     SHUTDOWN,
-    Actor,
     ContainedBaseException,
     ErrorReply,
     Exit,
     ExitReason,
-    call,
+    NotHandledError,
+    SelfCallError,
+    StartError,
     demonitor,
     exit_reason,
     monitor,
+    monitor_count,
     set_exit_reason,
 )
-from brama.otp._clock import SYSTEM_CLOCK, Clock, FakeClock, SystemClock
-from brama.otp._eventbus import EventBus, EventHandler, Interest, Subscription
 from brama.otp._log import get_logger, safe_repr, safe_text
 from brama.otp._registry import NameTakenError, Registry, Via
-from brama.otp._supervisor import (
-    Address,
-    ChildAddress,
-    ChildInfo,
-    ChildNotFoundError,
-    ChildSpec,
-    RestartIntensityExceeded,
-    StartContext,
-    StateSlot,
-    Supervisor,
-)
+from brama.otp._supervisor import Supervisor
 from brama.otp._timers import Destination, TimerRef, TimerService
 
 __all__ = [
@@ -55,6 +60,7 @@ __all__ = [
     "ChildAddress",
     "ChildInfo",
     "ChildNotFoundError",
+    "ChildRunningError",
     "ChildSpec",
     "Clock",
     "ContainedBaseException",
@@ -67,10 +73,15 @@ __all__ = [
     "FakeClock",
     "Interest",
     "NameTakenError",
+    "NotHandledError",
     "Registry",
     "RestartIntensityExceeded",
+    "RestartType",
+    "SelfCallError",
     "StartContext",
+    "StartError",
     "StateSlot",
+    "Strategy",
     "Subscription",
     "Supervisor",
     "SystemClock",
@@ -82,6 +93,7 @@ __all__ = [
     "exit_reason",
     "get_logger",
     "monitor",
+    "monitor_count",
     "safe_repr",
     "safe_text",
     "set_exit_reason",

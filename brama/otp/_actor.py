@@ -1,138 +1,239 @@
-"""The OTP base actor: exit signals, monitors and contained `BaseException`s on top of pykka.
+"""The OTP actor on pykka: exit reasons, monitors, OTP crash semantics and direct dispatch.
 
-pykka has no links or monitors, and a `BaseException` raised inside any actor makes pykka stop
-every actor in the process. `Actor` fixes both: whoever monitors an actor is told how it ended
-(an `Exit` message, like Erlang's `{'DOWN', Ref, process, Pid, Reason}`), and a `BaseException`
-escaping a handler is turned into an ordinary failure of that one actor.
+`Actor` is a pykka `ThreadingActor` whose own loop behaves the way a `gen_server` does:
+
+- `start()` returns once `on_start` has run, and raises `StartError` if it failed
+  (`proc_lib`'s `init_ack`);
+- an exception escaping a handler kills the actor, also when the message was a call (the
+  caller gets the exception, the actor's monitors an `Exit` with it as the reason); a handler
+  answers an expected refusal with `ErrorReply` instead;
+- a `BaseException` (SystemExit, KeyboardInterrupt) only kills that actor, where pykka would
+  stop every actor in the process;
+- whoever monitors an actor is told how it ended (`Exit`, Erlang's `'DOWN'` message).
+
+**Direct dispatch.** A thread hand-off costs tens of microseconds in CPython, so a `call` to
+an actor that is idle (nothing queued, nothing running) runs the handler on the caller's
+thread, under the actor's lock. The actor still handles one message at a time, messages from
+one sender keep their order (a call never overtakes anything queued), and only the actor's
+handler changes its state; only the thread that executes the handler differs. `tell`s and
+timer messages always go through the inbox.
+
+This module is the one place that overrides pykka internals (`_create_actor_inbox`,
+`_actor_loop`, `_stop`, `_handle_failure`, `Envelope`, `ActorRef._actor_weakref`,
+`ActorRegistry._actor_refs(_lock)`); `tests/otp/test_pykka_adapter.py` checks that each still
+exists, so a pykka upgrade fails loudly.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
+import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Final
 
 import pykka
 from pykka import ActorDeadError, ActorRef
+from pykka import messages as pykka_messages
+from pykka._envelope import Envelope
 
-__all__ = [
-    "HIBERNATED",
-    "NORMAL",
-    "SHUTDOWN",
-    "Actor",
-    "ContainedBaseException",
-    "ErrorReply",
-    "Exit",
-    "ExitReason",
-    "call",
-    "demonitor",
-    "exit_reason",
-    "monitor",
-    "set_exit_reason",
-]
+from brama.otp._exit import (
+    HIBERNATED,
+    NORMAL,
+    SHUTDOWN,
+    ContainedBaseException,
+    Core,
+    ErrorReply,
+    Exit,
+    ExitReason,
+    NotHandledError,
+    SelfCallError,
+    StartError,
+    core_of,
+    deliver_exit,
+)
+from brama.otp._log import get_logger, safe_repr
 
-NORMAL: Final = "normal"
-"""Exit reason of an actor that stopped on its own or was stopped by `ref.stop()`."""
-SHUTDOWN: Final = "shutdown"
-"""Exit reason of an actor stopped by its supervisor."""
-HIBERNATED: Final = "hibernated"
-"""Exit reason of an actor that released its thread through `Actor.hibernate()`."""
+__all__ = ["Actor", "call"]
 
-ExitReason = str | BaseException
-"""`NORMAL`, `SHUTDOWN`, `HIBERNATED`, or the exception that killed the actor."""
+_log = "brama.otp.actor"
+_WAKE: Final = object()
+"""Put in an inbox to wake an actor thread that was stopped by a handler run elsewhere."""
+_PYKKA_MESSAGES = (
+    pykka_messages._ActorStop,
+    pykka_messages.ProxyCall,
+    pykka_messages.ProxyGetAttr,
+    pykka_messages.ProxySetAttr,
+)
 
+class _Inbox(queue.Queue[Any]):
+    """An actor's inbox that counts what is queued, so a call can tell the actor is idle."""
 
-@dataclass(frozen=True)
-class Exit:
-    """Sent to every monitor of an actor when its thread ends (Erlang's `'DOWN'` message)."""
+    def __init__(self, core: Core) -> None:
+        super().__init__()
+        self.core = core
 
-    ref: ActorRef[Any]
-    reason: ExitReason
-
-    @property
-    def abnormal(self) -> bool:
-        """True when the actor died of an exception rather than stopping."""
-        return isinstance(self.reason, BaseException)
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
-    """A handler's answer that makes `call` raise `error` in the caller, the actor living on.
-
-    OTP's `{reply, {error, Reason}, State}`: an expected refusal (a name already taken, say) is
-    an answer, not a crash. Any exception that escapes a handler is a crash of the actor.
-    """
-
-    error: BaseException
-
-
-class ContainedBaseException(Exception):
-    """A `BaseException` (SystemExit, KeyboardInterrupt, ...) caught inside an actor.
-
-    pykka answers a `BaseException` in any actor by stopping every actor in the process; wrapped
-    in this ordinary exception it only fails the actor (or the `ask`) that raised it.
-    """
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(f"{type(original).__name__} raised inside an actor: {original!r}")
-        self.original = original
-
-
-Watcher = ActorRef[Any] | Callable[[Exit], None]
-_handles = itertools.count(1)
-
-
-class _ExitBox:
-    """How an actor ended, kept apart from the actor so it outlives it.
-
-    Attached to the actor and to its `ActorRef`: pykka refs hold their actor only weakly, and
-    a short-lived actor may be garbage-collected before anyone asks how it died.
-    """
-
-    __slots__ = ("done", "exit", "lock", "reason", "watchers")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.watchers: dict[int, Watcher] = {}
-        self.exit: Exit | None = None
-        self.reason: ExitReason = NORMAL
-        self.done = threading.Event()  # set once the thread ended and every ask was answered
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        core = self.core
+        with core.mutex:
+            core.pending += 1
+        super().put(item, block, timeout)
 
 
 class Actor(pykka.ThreadingActor):
-    """A pykka `ThreadingActor` that can be monitored, supervised and hibernated.
+    """A pykka `ThreadingActor` with OTP semantics; see the module docstring.
 
-    Subclasses implement `on_receive` as usual. Threads are daemon threads so a forgotten actor
-    never keeps the interpreter alive.
+    Subclasses implement `on_receive` (one `match` on frozen-dataclass messages) and, if they
+    need them, `on_start`, `on_stop` and `on_failure`. Threads are daemon threads so a
+    forgotten actor never keeps the interpreter alive.
     """
 
     use_daemon_thread: ClassVar[bool] = True
+    _otp_core: Core
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._otp_box = _ExitBox()
-        self._actor_ref._otp_box = self._otp_box  # type: ignore[attr-defined]
+        self._otp_core.actor = self
+        self._actor_ref._otp_core = self._otp_core  # type: ignore[attr-defined]
 
-    # -- exit reason bookkeeping (pykka internals are overridden here, and only here) --
+    def _create_actor_inbox(self) -> _Inbox:  # type: ignore[override]  # pykka: staticmethod
+        self._otp_core = Core()
+        return _Inbox(self._otp_core)
 
-    def _handle_receive(self, message: Any) -> Any:
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> ActorRef[Any]:
+        """Start the actor and wait until its `on_start` ran; `StartError` if it failed."""
+        ref = super().start(*args, **kwargs)
+        core: Core = ref._otp_core  # type: ignore[attr-defined]
+        core.started.wait()
+        if core.start_error is not None:
+            core.done.wait()
+            raise StartError(
+                f"{cls.__name__} failed to start: {safe_repr(core.start_error)}"
+            ) from core.start_error
+        return ref
+
+    # -- the loop (pykka's `_actor_loop`, replaced) --
+
+    def _actor_loop(self) -> None:
+        core = self._otp_core
+        core.thread = threading.current_thread()
         try:
-            return super()._handle_receive(message)
-        except Exception:
-            raise
-        except BaseException as exc:  # contained: see the class docstring
-            raise ContainedBaseException(exc) from exc
+            if self._otp_setup():
+                self._otp_loop()
+        finally:
+            self._otp_teardown()
 
-    def _actor_loop_setup(self) -> None:
+    def _otp_setup(self) -> bool:
+        core = self._otp_core
+        with core.mutex:
+            core.pending += 1  # no direct call before on_start is done
         try:
-            super()._actor_loop_setup()
+            self.on_start()
         except BaseException as exc:
-            self._handle_failure(ContainedBaseException, ContainedBaseException(exc), None)
+            error = exc if isinstance(exc, Exception) else ContainedBaseException(exc)
+            core.start_error = error
+            core.reason = error
+            get_logger(_log).error(
+                "actor_start_failed", actor=str(self.actor_ref), error=safe_repr(error)
+            )
+            pykka.ActorRegistry.unregister(self.actor_ref)
+            self.actor_stopped.set()
+            return False
+        finally:
+            with core.mutex:
+                core.pending -= 1
+            core.started.set()
+        return True
+
+    def _otp_loop(self) -> None:
+        core = self._otp_core
+        inbox = self.actor_inbox
+        stopped = self.actor_stopped
+        while not stopped.is_set():
+            envelope = inbox.get()
+            with core.run:
+                core.owner = threading.get_ident()
+                try:
+                    self._otp_handle(envelope.message, envelope.reply_to)
+                finally:
+                    core.owner = 0
+            with core.mutex:
+                core.pending -= 1
+
+    def _otp_handle(self, message: Any, reply_to: pykka.Future[Any] | None) -> None:
+        """Handle one queued message; a crash kills the actor, also for a call."""
+        if message is _WAKE:
+            return
+        if self.actor_stopped.is_set():  # stopped by a handler that ran on another thread
+            if reply_to is not None:
+                _answer_unhandled(self, message, reply_to)
+            return
+        try:
+            result = self._otp_dispatch(message)
+        except BaseException as exc:
+            error = self._otp_crash(exc)
+            if reply_to is not None:
+                reply_to.set_exception((type(error), error, error.__traceback__))
+            return
+        if reply_to is not None:
+            if isinstance(result, ErrorReply):
+                refusal = result.error
+                reply_to.set_exception((type(refusal), refusal, refusal.__traceback__))
+            else:
+                reply_to.set(result)
+
+    def _otp_dispatch(self, message: Any) -> Any:
+        if isinstance(message, _PYKKA_MESSAGES):
+            return self._handle_receive(message)
+        return self.on_receive(message)
+
+    def _otp_crash(self, exc: BaseException) -> Exception:
+        """Record a crash, run `on_failure`, and stop; returns the exception to report."""
+        error = exc if isinstance(exc, Exception) else ContainedBaseException(exc)
+        core = self._otp_core
+        if core.reason == NORMAL:
+            core.reason = error
+        get_logger(_log).error("actor_crashed", actor=str(self.actor_ref), exc_info=error)
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        try:
+            self.on_failure(type(error), error, error.__traceback__)
+        except BaseException as failure:
+            get_logger(_log).error(
+                "actor_on_failure_raised", actor=str(self.actor_ref), exc_info=failure
+            )
+        self._otp_wake()
+        return error
+
+    def _otp_wake(self) -> None:
+        """Wake the actor's own thread if it waits on an empty inbox after a stop elsewhere."""
+        core = self._otp_core
+        if core.thread is not threading.current_thread():
+            self.actor_inbox.put(Envelope(_WAKE))
+
+    def _otp_teardown(self) -> None:
+        core = self._otp_core
+        inbox = self.actor_inbox
+        while not inbox.empty():
+            envelope = inbox.get()
+            if envelope.reply_to is not None and envelope.message is not _WAKE:
+                _answer_unhandled(self, envelope.message, envelope.reply_to)
+        core.actor = None
+        core.done.set()
+        with core.lock:
+            exit_message = Exit(self.actor_ref, core.reason, core.cause)
+            core.exit = exit_message
+            watchers = list(core.watchers.values())
+            core.watchers.clear()
+        for watcher in watchers:
+            deliver_exit(watcher, exit_message)
+
+    # -- pykka hooks --
+
+    def _stop(self) -> None:
+        super()._stop()
+        self._otp_wake()
 
     def _handle_failure(
         self,
@@ -140,112 +241,92 @@ class Actor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exception_value is not None and self._otp_box.reason == NORMAL:
-            self._otp_box.reason = exception_value
-        super()._handle_failure(exception_type, exception_value, traceback)
+        """pykka calls this when `on_stop` raises: that too is a crash."""
+        core = self._otp_core
+        if exception_value is not None and core.reason in (NORMAL, SHUTDOWN, HIBERNATED):
+            core.reason = exception_value
+        get_logger(_log).error(
+            "actor_on_stop_raised", actor=str(self.actor_ref), exc_info=exception_value
+        )
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
 
-    def _actor_loop(self) -> None:
-        box = self._otp_box
-        try:
-            super()._actor_loop()
-        except BaseException as exc:
-            if box.reason == NORMAL:
-                box.reason = exc
-            pykka.ActorRegistry.unregister(self.actor_ref)
-            self.actor_stopped.set()
-            self._actor_loop_teardown()
-        finally:
-            box.done.set()
-            with box.lock:
-                exit_message = Exit(self.actor_ref, box.reason)
-                box.exit = exit_message
-                watchers = list(box.watchers.values())
-                box.watchers.clear()
-            for watcher in watchers:
-                _deliver_exit(watcher, exit_message)
+    # -- life cycle --
 
-    def set_exit_reason(self, reason: ExitReason) -> None:
+    def set_exit_reason(self, reason: ExitReason, cause: BaseException | None = None) -> None:
         """Record why this actor is about to stop (used by supervisors and `hibernate`)."""
-        self._otp_box.reason = reason
+        self._otp_core.reason = reason
+        self._otp_core.cause = cause
 
     def hibernate(self) -> None:
         """Stop this actor's thread now, without handling the rest of its inbox.
 
-        Monitors receive `Exit(reason=HIBERNATED)`; a supervisor keeps the child's record and
-        starts it again on the next `ensure_child`. Messages still queued are dropped: callers
-        waiting with `call` see `ActorDeadError` and retry through the supervisor. Call it from
-        inside a message handler.
+        Monitors receive `Exit(reason=HIBERNATED)`; a supervisor keeps the child and starts it
+        again when it is next needed. Messages still queued are answered with
+        `NotHandledError`, so an `Address` resends them to the successor. Call it from inside
+        a message handler.
         """
-        self._otp_box.reason = HIBERNATED
+        self._otp_core.reason = HIBERNATED
         self._stop()
 
 
-def _box(ref: ActorRef[Any]) -> _ExitBox | None:
-    box = getattr(ref, "_otp_box", None)
-    return box if isinstance(box, _ExitBox) else None
+def _answer_unhandled(actor: Actor, message: Any, reply_to: pykka.Future[Any]) -> None:
+    if isinstance(message, pykka_messages._ActorStop):
+        reply_to.set(None)
+        return
+    error = NotHandledError(f"{actor.actor_ref} stopped before handling the message")
+    reply_to.set_exception((NotHandledError, error, None))
 
 
-def exit_reason(ref: ActorRef[Any]) -> ExitReason | None:
-    """Why the actor behind `ref` stopped (or is stopping); None for a plain pykka actor."""
-    box = _box(ref)
-    return None if box is None else box.reason
+_NOT_IDLE: Final = object()
 
 
-def set_exit_reason(ref: ActorRef[Any], reason: ExitReason) -> None:
-    """Record, before stopping it, why an actor is being stopped (e.g. `SHUTDOWN`)."""
-    box = _box(ref)
-    if box is not None:
-        box.reason = reason
-
-
-def _deliver_exit(watcher: Watcher, exit_message: Exit) -> None:
-    if isinstance(watcher, ActorRef):
-        with contextlib.suppress(ActorDeadError):
-            watcher.tell(exit_message)
-    else:
-        with contextlib.suppress(Exception):
-            watcher(exit_message)
-
-
-def monitor(ref: ActorRef[Any], watcher: Watcher) -> int:
-    """Ask to be told when the actor behind `ref` exits; returns a handle for `demonitor`.
-
-    `watcher` is an `ActorRef` (sent an `Exit` with `tell`) or a callable (called with the `Exit`
-    in the dying actor's thread; keep it short). If the actor is already gone the `Exit` is
-    delivered at once, with its real reason. Only `brama.otp.Actor`s can be monitored.
-    """
-    box = _box(ref)
-    if box is None:
-        actor = ref._actor_weakref()
-        kind = "a collected actor" if actor is None else type(actor).__name__
-        raise TypeError(f"monitor: ref must point to a brama.otp.Actor, got {kind}")
-    handle = next(_handles)
-    with box.lock:
-        done = box.exit
-        if done is None:
-            box.watchers[handle] = watcher
-            return handle
-    _deliver_exit(watcher, done)
-    return handle
-
-
-def demonitor(ref: ActorRef[Any], handle: int) -> None:
-    """Stop monitoring; harmless if the actor is gone or the handle unknown."""
-    box = _box(ref)
-    if box is not None:
-        with box.lock:
-            box.watchers.pop(handle, None)
+def _call_direct(core: Core, ref: ActorRef[Any], message: Any) -> Any:
+    """Run `message`'s handler on this thread if the actor is idle; `_NOT_IDLE` otherwise."""
+    me = threading.get_ident()
+    if core.owner == me:
+        raise SelfCallError(f"{ref} called itself from its own handler: it would never answer")
+    with core.mutex:
+        if core.pending or core.actor is None:
+            return _NOT_IDLE
+        core.pending = 1
+    try:
+        with core.run:
+            actor = core.actor
+            if actor is None or actor.actor_stopped.is_set():
+                raise NotHandledError(f"{ref} stopped before handling the message")
+            core.owner = me
+            try:
+                result = actor._otp_dispatch(message)
+            except BaseException as exc:
+                raise actor._otp_crash(exc) from None
+            finally:
+                core.owner = 0
+    finally:
+        with core.mutex:
+            core.pending -= 1
+    if isinstance(result, ErrorReply):
+        raise result.error
+    return result
 
 
 def call(ref: ActorRef[Any], message: Any, *, timeout: float | None = None) -> Any:
-    """`ref.ask(message)` that never hangs on an actor that died with the message queued.
+    """Send `message` and wait for the answer, like `gen_server:call`.
 
-    pykka's `ask` checks that the actor is alive and then queues the message; if the actor
-    finished stopping in between, nobody ever answers. Like `gen_server:call` (which monitors
-    the callee), this waits in slices and raises `ActorDeadError` once the actor is gone and
-    has answered everything it is going to answer (for a `brama.otp.Actor`: its thread ended).
-    Raises `pykka.Timeout` after `timeout` seconds (None: wait as long as the actor lives).
+    For a `brama.otp.Actor` that is idle the handler runs on this thread (direct dispatch);
+    otherwise the message is queued and this waits. Raises what the handler raised (the actor
+    then crashed) or the error of an `ErrorReply`; `NotHandledError` (an `ActorDeadError`) if
+    the actor stopped before handling the message, never hanging on a dead actor (pykka's
+    `ask` can); `SelfCallError` if a handler calls its own actor; `pykka.Timeout` after
+    `timeout` seconds (None: as long as the actor lives).
     """
+    core = getattr(ref, "_otp_core", None)
+    if core is not None:
+        if ref.actor_stopped.is_set():
+            raise NotHandledError(f"{ref} is not running")
+        result = _call_direct(core, ref, message)
+        if result is not _NOT_IDLE:
+            return result
     future = ref.ask(message, block=False)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -254,22 +335,26 @@ def call(ref: ActorRef[Any], message: Any, *, timeout: float | None = None) -> A
             result = future.get(timeout=wait)
         except pykka.Timeout:
             if not ref.is_alive():
-                box = _box(ref)
-                if box is not None:
+                done = core_of(ref)
+                if done is not None:
                     remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
-                    box.done.wait(remaining)
+                    done.done.wait(remaining)
                     grace = 0.0
                 else:
                     grace = _SLICE
                 try:
                     result = future.get(timeout=grace)
                 except pykka.Timeout:
-                    raise ActorDeadError(f"{ref} stopped before answering") from None
+                    raise NotHandledError(f"{ref} stopped before answering") from None
             elif deadline is not None and time.monotonic() >= deadline:
                 raise
             else:
                 continue
-        if isinstance(result, ErrorReply):
+        except ActorDeadError as exc:
+            if isinstance(exc, NotHandledError) or core is None:
+                raise
+            raise NotHandledError(str(exc)) from None  # dead before the message was queued
+        if isinstance(result, ErrorReply):  # a plain pykka actor answering with one
             raise result.error
         return result
 

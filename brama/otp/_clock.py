@@ -52,25 +52,25 @@ SYSTEM_CLOCK: Final = SystemClock()
 """The shared system clock, the default wherever a `Clock` is taken."""
 
 
-class _TimerSource(Protocol):
+class TimerSource(Protocol):
     """What a `FakeClock` needs from an attached timer service to drive it."""
 
-    def _next_due(self, limit: float) -> tuple[float, int] | None:
+    def next_due(self, limit: float) -> tuple[float, int] | None:
         """`(deadline, sequence)` of the earliest live timer due at or before `limit`, if any."""
         ...
 
-    def _pop_due(self, key: tuple[float, int]) -> Callable[[], None] | None:
+    def pop_due(self, key: tuple[float, int]) -> Callable[[], None] | None:
         """Take the timer `key` if it is still the earliest; returns its synchronous delivery."""
         ...
 
 
 @runtime_checkable
-class _DrivenClock(Protocol):
+class DrivenClock(Protocol):
     """A clock that fires the timers of the services attached to it (instead of a thread)."""
 
-    def _attach(self, source: _TimerSource) -> None: ...
+    def attach(self, source: TimerSource) -> None: ...
 
-    def _detach(self, source: _TimerSource) -> None: ...
+    def detach(self, source: TimerSource) -> None: ...
 
 
 def _check_real(value: object, func: str, name: str, *, duration: bool) -> float:
@@ -87,7 +87,7 @@ def _check_real(value: object, func: str, name: str, *, duration: bool) -> float
     return result
 
 
-def _check_seconds(value: object, func: str, name: str) -> float:
+def check_seconds(value: object, func: str, name: str) -> float:
     """Validate a duration argument: a finite real number >= 0 (not a bool), as a float."""
     return _check_real(value, func, name, duration=True)
 
@@ -105,7 +105,7 @@ class FakeClock:
         self._lock = threading.Lock()  # guards _now and _sources; never held while delivering
         self._advance_lock = threading.Lock()  # serializes whole advances
         self._now = now
-        self._sources: dict[int, _TimerSource] = {}
+        self._sources: dict[int, TimerSource] = {}
 
     def time(self) -> float:
         """The fake wall-clock time (moves together with `monotonic`)."""
@@ -126,7 +126,7 @@ class FakeClock:
         other; do not call `advance` from a handler of a timer this clock fired (the outer
         advance is waiting for that handler).
         """
-        step = _check_seconds(seconds, "FakeClock.advance", "seconds")
+        step = check_seconds(seconds, "FakeClock.advance", "seconds")
         with self._advance_lock:
             with self._lock:
                 target = self._now + step
@@ -134,15 +134,15 @@ class FakeClock:
             while True:
                 with self._lock:
                     sources = list(self._sources.values())
-                best: tuple[tuple[float, int], _TimerSource] | None = None
+                best: tuple[tuple[float, int], TimerSource] | None = None
                 for source in sources:
-                    key = source._next_due(limit)
+                    key = source.next_due(limit)
                     if key is not None and (best is None or key < best[0]):
                         best = (key, source)
                 if best is None:
                     break
                 (deadline, _), source = best
-                deliver = source._pop_due(best[0])
+                deliver = source.pop_due(best[0])
                 if deliver is None:  # cancelled or overtaken meanwhile: look again
                     continue
                 with self._lock:
@@ -151,12 +151,12 @@ class FakeClock:
             with self._lock:
                 self._now = max(self._now, target)
 
-    def _attach(self, source: _TimerSource) -> None:
+    def attach(self, source: TimerSource) -> None:
         """Let `advance` drive `source`'s timers (called by `TimerService`)."""
         with self._lock:
             self._sources[id(source)] = source
 
-    def _detach(self, source: _TimerSource) -> None:
+    def detach(self, source: TimerSource) -> None:
         """Forget `source` (called when its `TimerService` stops)."""
         with self._lock:
             self._sources.pop(id(source), None)

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import pykka
 from pykka import ActorDeadError, ActorRef
 
-from brama.otp._actor import Actor, Exit, call, demonitor, monitor
+from brama.otp._actor import Actor, call
+from brama.otp._exit import Exit, demonitor, monitor
 
 __all__ = ["EventBus", "EventHandler", "Interest", "Subscription"]
 

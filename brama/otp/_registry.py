@@ -4,6 +4,10 @@ One actor owns the name table and performs every write, so "is this name taken?"
 single serialized writer. Lookups read the table directly and never wait on that actor. Names of
 `brama.otp.Actor`s disappear when the actor exits (the registry monitors them); names of plain
 pykka actors become invisible once the actor is dead and are replaced on the next `register`.
+
+Like an Elixir `Registry`, whose ETS table dies with its process, the table is emptied when
+the registry's actor stops or crashes: run it under a supervisor before the actors that
+register in it, with a strategy that restarts them too (rest_for_one), and they register again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from typing import Any
 
 from pykka import ActorDeadError, ActorRef
 
-from brama.otp._actor import Actor, Exit, call, demonitor, monitor
+from brama.otp._actor import Actor, call
+from brama.otp._childspec import ChildSpec, RestartType, StartContext
+from brama.otp._exit import ErrorReply, Exit, NotHandledError, demonitor, monitor
 
 __all__ = ["NameTakenError", "Registry", "Via"]
 
@@ -62,6 +68,12 @@ class _RegistryActor(Actor):
         threading.current_thread().name = self._label
 
     def on_stop(self) -> None:
+        self._forget_all()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._forget_all()
+
+    def _forget_all(self) -> None:
         for ref, handle in self._monitors.values():
             demonitor(ref, handle)
         self._monitors.clear()
@@ -71,7 +83,7 @@ class _RegistryActor(Actor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case _Register(name=name, ref=ref, value=value):
-                self._register(name, ref, value)
+                return self._register(name, ref, value)
             case _Unregister(name=name):
                 entry = self._table.pop(name, None)
                 if entry is not None:
@@ -86,19 +98,20 @@ class _RegistryActor(Actor):
                 return super().on_receive(message)
         return None
 
-    def _register(self, name: Hashable, ref: ActorRef[Any], value: Any) -> None:
+    def _register(self, name: Hashable, ref: ActorRef[Any], value: Any) -> Any:
         current = self._table.get(name)
         if current is not None:
             if current.ref.is_alive():
-                raise NameTakenError(name, current.ref)
+                return ErrorReply(NameTakenError(name, current.ref))
             self._disown(name, current.ref)
         if not ref.is_alive():
-            raise ActorDeadError(f"cannot register {name!r}: {ref} is not alive")
+            return ErrorReply(ActorDeadError(f"cannot register {name!r}: {ref} is not alive"))
         urn = ref.actor_urn
         if urn not in self._monitors and issubclass(ref.actor_class, Actor):
             self._monitors[urn] = (ref, monitor(ref, self.actor_ref))
         self._owned.setdefault(urn, set()).add(name)
         self._table[name] = _Entry(ref, value)  # one atomic store: readers see old or new
+        return None
 
     def _disown(self, name: Hashable, ref: ActorRef[Any]) -> None:
         urn = ref.actor_urn
@@ -150,18 +163,38 @@ class Via:
 
 
 class Registry:
-    """Unique names for actors: one actor writes the table, lookups read it without waiting."""
+    """Unique names for actors: one actor writes the table, lookups read it without waiting.
 
-    def __init__(self, *, name: str = "registry") -> None:
+    `Registry()` starts its actor at once; `Registry(start=False)` leaves that to a supervisor
+    given `child_spec()`, which starts a fresh actor (with an empty table) at each restart.
+    """
+
+    def __init__(self, *, name: str = "registry", start: bool = True) -> None:
         self._table: dict[Hashable, _Entry] = {}
-        self._ref: ActorRef[_RegistryActor] = _RegistryActor.start(self._table, name)
+        self._label = name
+        self._ref: ActorRef[Any] | None = None
+        if start:
+            self._start_actor()
 
     def __repr__(self) -> str:
-        return f"<Registry {self._ref}>"
+        return f"<Registry {self._label!r} {self._ref}>"
+
+    def _start_actor(self, _ctx: StartContext | None = None) -> ActorRef[Any]:
+        self._table.clear()
+        self._ref = _RegistryActor.start(self._table, self._label)
+        return self._ref
+
+    def child_spec(
+        self, child_id: Hashable = "registry", *, restart: RestartType = "permanent"
+    ) -> ChildSpec:
+        """A spec under which a supervisor starts (and restarts) this registry's actor."""
+        return ChildSpec(child_id, self._start_actor, restart=restart)
 
     @property
     def actor_ref(self) -> ActorRef[Any]:
-        """The registry actor, for supervising or monitoring it."""
+        """The registry's current actor, for supervising or monitoring it."""
+        if self._ref is None:
+            raise NotHandledError(f"registry {self._label!r} was never started")
         return self._ref
 
     def register(self, name: Hashable, ref: ActorRef[Any], value: Any = None) -> None:
@@ -173,13 +206,13 @@ class Registry:
         _check_name(name)
         if not isinstance(ref, ActorRef):
             raise TypeError(f"ref must be a pykka.ActorRef, got {type(ref).__name__}")
-        call(self._ref, _Register(name, ref, value))
+        call(self.actor_ref, _Register(name, ref, value))
 
     def unregister(self, name: Hashable) -> None:
         """Remove `name` from the registry; unknown names are ignored."""
         _check_name(name)
         with contextlib.suppress(ActorDeadError):
-            call(self._ref, _Unregister(name))
+            call(self.actor_ref, _Unregister(name))
 
     def whereis(self, name: Hashable) -> ActorRef[Any] | None:
         """The live actor registered under `name`, or None."""
@@ -203,6 +236,11 @@ class Registry:
         """A destination with `tell` and `ask` that sends to whoever holds `name` at send time."""
         return Via(self, _check_name(name))
 
+    def size(self) -> int:
+        """How many names the table holds, including names of actors that died and whose
+        `Exit` the registry has not handled yet."""
+        return len(self._table)
+
     def __len__(self) -> int:
         return len(self.names())
 
@@ -211,4 +249,6 @@ class Registry:
 
     def stop(self) -> None:
         """Stop the registry actor and forget every name; harmless if already stopped."""
-        self._ref.stop()
+        if self._ref is not None:
+            self._ref.stop()
+        self._table.clear()

@@ -3,6 +3,11 @@
 A `TimerService` keeps its timers in a heap served by a single daemon thread, so thousands of
 timers cost one thread. On a `FakeClock` it starts no thread at all: the clock's `advance` fires
 the due timers synchronously, which makes timer-driven behaviour deterministic in tests.
+
+A delay longer than the platform can wait in one go (1e10 s, or `math.inf`) is simply a timer
+that does not fire in the process's lifetime: the scheduler waits in bounded slices. The
+scheduler thread survives any exception in its loop, and one that died is started again by
+the next `send_after`. After `os.fork()` the child's services restart their thread on demand.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
-import logging
+import math
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Protocol, TypeVar
@@ -19,11 +26,15 @@ from typing import Any, Final, Protocol, TypeVar
 from pykka import ActorRef
 
 from brama.otp._actor import call
-from brama.otp._clock import SYSTEM_CLOCK, Clock, _check_seconds, _DrivenClock
+from brama.otp._clock import SYSTEM_CLOCK, Clock, DrivenClock, check_seconds
+from brama.otp._log import get_logger, safe_repr
 
 __all__ = ["Destination", "TimerRef", "TimerService"]
 
-_log = logging.getLogger("brama.otp.timers")
+_log = "brama.otp.timers"
+_MAX_WAIT: Final = 3600.0
+"""The longest single wait of the scheduler (far below `threading.TIMEOUT_MAX`)."""
+_services: weakref.WeakSet[TimerService] = weakref.WeakSet()
 
 _SEQUENCE = itertools.count()  # process-wide, so ties break in scheduling order across services
 
@@ -111,9 +122,10 @@ class TimerService:
         self._dead = 0  # cancelled entries still sitting in the heap
         self._stopped = False
         self._thread: threading.Thread | None = None
-        self._driver: _DrivenClock | None = clock if isinstance(clock, _DrivenClock) else None
+        self._driver: DrivenClock | None = clock if isinstance(clock, DrivenClock) else None
         if self._driver is not None:
-            self._driver._attach(self)
+            self._driver.attach(self)
+        _services.add(self)
 
     @property
     def clock(self) -> Clock:
@@ -134,10 +146,14 @@ class TimerService:
     def send_after(self, delay: float, dest: Destination | ActorRef[Any], message: Any) -> TimerRef:
         """Deliver `message` to `dest` once `delay` seconds have passed on the clock.
 
-        Raises `RuntimeError` after `stop`. Delivery failures (such as a dead actor) are logged
-        at debug level and otherwise ignored, as in Erlang.
+        `delay` is a number of seconds >= 0; `math.inf` (or any delay beyond the process's
+        lifetime) never fires. Raises `RuntimeError` after `stop`. Delivery failures (such as a
+        dead actor) are logged at debug level and otherwise ignored, as in Erlang.
         """
-        step = _check_seconds(delay, "TimerService.send_after", "delay")
+        if delay == math.inf and not isinstance(delay, bool):
+            step = math.inf
+        else:
+            step = check_seconds(delay, "TimerService.send_after", "delay")
         with self._cond:
             if self._stopped:
                 raise RuntimeError(f"send_after: timer service {self._name!r} is stopped")
@@ -146,12 +162,15 @@ class TimerService:
             heapq.heappush(self._heap, (deadline, timer._seq, timer))
             self._live += 1
             if self._driver is None:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                    self._thread.start()
+                if self._thread is None or not self._thread.is_alive():
+                    self._start_thread()
                 elif self._heap[0][2] is timer:  # new earliest deadline: wake the scheduler
                     self._cond.notify()
         return timer
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
 
     def cancel(self, timer: TimerRef) -> bool:
         """Cancel `timer`; True if it was pending here and now never fires (idempotent)."""
@@ -181,7 +200,7 @@ class TimerService:
             self._cond.notify_all()
             thread = self._thread
         if first and self._driver is not None:
-            self._driver._detach(self)
+            self._driver.detach(self)
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
@@ -210,29 +229,50 @@ class TimerService:
             self._dead -= 1
 
     def _run(self) -> None:
-        """The scheduler thread: sleep until the earliest deadline, deliver, repeat."""
+        """The scheduler thread: sleep until the earliest deadline, deliver, repeat.
+
+        Nothing that goes wrong in one round ends the thread: it is logged, and after a short
+        pause (so a persistent fault cannot spin) the loop carries on.
+        """
         while True:
-            with self._cond:
-                while True:
-                    if self._stopped:
-                        return
-                    self._drop_dead_head()
-                    if not self._heap:
-                        self._cond.wait()
-                        continue
-                    remaining = self._heap[0][0] - self._clock.monotonic()
-                    if remaining > 0:
-                        self._cond.wait(remaining)
-                        continue
-                    _, _, timer = heapq.heappop(self._heap)
-                    dest, message = timer._take(_FIRED)
-                    self._live -= 1
-                    break
-            _deliver_async(dest, message)
+            try:
+                due = self._next_due_blocking()
+                if due is None:
+                    return
+                _deliver_async(*due)
+            except BaseException as exc:
+                get_logger(_log).error("timer_loop_failed", service=self._name, exc_info=exc)
+                threading.Event().wait(0.01)
 
-    # -- FakeClock hooks (see brama.otp.clock._TimerSource) --
+    def _next_due_blocking(self) -> tuple[Destination | ActorRef[Any], Any] | None:
+        """Wait for the next due timer and take it; None once the service is stopped."""
+        with self._cond:
+            while True:
+                if self._stopped:
+                    return None
+                self._drop_dead_head()
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                remaining = self._heap[0][0] - self._clock.monotonic()
+                if remaining > 0:
+                    self._cond.wait(min(remaining, _MAX_WAIT))
+                    continue
+                _, _, timer = heapq.heappop(self._heap)
+                due = timer._take(_FIRED)
+                self._live -= 1
+                return due
 
-    def _next_due(self, limit: float) -> tuple[float, int] | None:
+    def _after_fork_in_child(self) -> None:
+        """No thread survives a fork, and another thread may have held the lock."""
+        self._cond = threading.Condition(threading.Lock())
+        self._thread = None
+        if self._live and not self._stopped and self._driver is None:
+            self._start_thread()
+
+    # -- FakeClock hooks (see brama.otp._clock.TimerSource) --
+
+    def next_due(self, limit: float) -> tuple[float, int] | None:
         with self._cond:
             self._drop_dead_head()
             if not self._heap or self._heap[0][0] > limit:
@@ -240,7 +280,7 @@ class TimerService:
             deadline, seq, _ = self._heap[0]
             return deadline, seq
 
-    def _pop_due(self, key: tuple[float, int]) -> Callable[[], None] | None:
+    def pop_due(self, key: tuple[float, int]) -> Callable[[], None] | None:
         with self._cond:
             self._drop_dead_head()
             if not self._heap or self._heap[0][:2] != key:
@@ -255,8 +295,11 @@ def _deliver_async(dest: Destination | ActorRef[Any], message: Any) -> None:
     """Real-clock delivery: `tell`, never letting a failure reach the scheduler thread."""
     try:
         dest.tell(message)
-    except Exception:
-        _log.debug("timer message %r to %r not delivered", message, dest, exc_info=True)
+    except BaseException as exc:
+        get_logger(_log).debug(
+            "timer_message_not_delivered", message=safe_repr(message), destination=safe_repr(dest),
+            error=safe_repr(exc),
+        )
 
 
 def _deliver_sync(dest: Destination | ActorRef[Any], message: Any) -> None:
@@ -270,5 +313,17 @@ def _deliver_sync(dest: Destination | ActorRef[Any], message: Any) -> None:
             ask(message)
         else:
             dest.tell(message)
-    except Exception:
-        _log.debug("timer message %r to %r not handled", message, dest, exc_info=True)
+    except Exception as exc:
+        get_logger(_log).debug(
+            "timer_message_not_handled", message=safe_repr(message), destination=safe_repr(dest),
+            error=safe_repr(exc),
+        )
+
+
+def _restart_services_after_fork() -> None:
+    for service in list(_services):
+        service._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_services_after_fork)

@@ -15,7 +15,9 @@ from brama.otp import (
     NORMAL,
     Actor,
     ContainedBaseException,
+    ErrorReply,
     Exit,
+    StartError,
     call,
     demonitor,
     monitor,
@@ -94,11 +96,40 @@ def test_monitor_reports_the_exception_of_a_crash_in_tell() -> None:
     assert exit_.abnormal
 
 
-def test_exception_in_ask_goes_to_caller_and_actor_lives() -> None:
+def test_a_crash_in_a_call_kills_the_actor_and_the_caller_gets_the_exception() -> None:
+    """OTP: an exception escaping handle_call terminates the server; the caller sees it."""
     ref = Worker.start()
+    box, watcher = _exits()
+    monitor(ref, watcher)
     with pytest.raises(RuntimeError, match="boom"):
-        ref.ask("boom")
-    assert ref.ask("ping") == "pong"
+        call(ref, "boom", timeout=5)
+    exit_ = box.get(timeout=5)
+    assert isinstance(exit_.reason, RuntimeError)
+    assert not ref.is_alive()
+
+
+def test_a_crash_in_a_queued_ask_kills_the_actor_too() -> None:
+    ref = Worker.start()
+    box, watcher = _exits()
+    monitor(ref, watcher)
+    with pytest.raises(RuntimeError, match="boom"):
+        ref.ask("boom", timeout=5)
+    assert isinstance(box.get(timeout=5).reason, RuntimeError)
+
+
+def test_an_error_reply_is_raised_in_the_caller_and_the_actor_lives() -> None:
+    class Refuser(Actor):
+        def on_receive(self, message: Any) -> Any:
+            if message == "refuse":
+                return ErrorReply(LookupError("no such thing"))
+            return "ok"
+
+    ref = Refuser.start()
+    with pytest.raises(LookupError, match="no such thing"):
+        call(ref, "refuse", timeout=5)
+    with pytest.raises(LookupError, match="no such thing"):
+        ref.ask("refuse", timeout=5)
+    assert call(ref, "again", timeout=5) == "ok"
 
 
 @pytest.mark.parametrize("message", ["exit", "interrupt"])
@@ -115,22 +146,34 @@ def test_base_exception_fails_only_that_actor(message: str) -> None:
     assert bystander.ask("still here") == "still here"
 
 
-def test_base_exception_in_ask_reaches_caller_wrapped() -> None:
+def test_base_exception_in_a_call_reaches_caller_wrapped_and_kills_only_that_actor() -> None:
+    bystander = Plain.start()
     ref = Worker.start()
     with pytest.raises(ContainedBaseException) as info:
-        ref.ask("exit")
+        call(ref, "exit", timeout=5)
     assert isinstance(info.value.original, SystemExit)
-    assert ref.ask("ping") == "pong"
+    assert not ref.is_alive()
+    assert bystander.ask("still here") == "still here"
 
 
-def test_base_exception_in_on_start_is_contained() -> None:
+def test_start_waits_for_on_start_and_raises_if_it_failed() -> None:
+    """proc_lib's init_ack: start returns after init succeeded, an error if it did not."""
     bystander = Plain.start()
-    ref = BadStart.start()
-    box, watcher = _exits()
-    monitor(ref, watcher)
-    exit_ = box.get(timeout=5)
-    assert isinstance(exit_.reason, ContainedBaseException)
+    with pytest.raises(StartError, match="BadStart failed to start") as info:
+        BadStart.start()
+    assert isinstance(info.value.__cause__, ContainedBaseException)
     assert bystander.is_alive()
+
+    order: list[str] = []
+
+    class Slow(Actor):
+        def on_start(self) -> None:
+            threading.Event().wait(0.1)
+            order.append("on_start")
+
+    Slow.start()
+    order.append("start returned")
+    assert order == ["on_start", "start returned"]
 
 
 def test_base_exception_in_on_failure_still_answers_queued_asks() -> None:
@@ -198,21 +241,22 @@ def test_hibernate_ends_the_thread_with_reason_hibernated() -> None:
     assert not ref.is_alive()
 
 
-def test_call_answers_and_times_out() -> None:
+def test_call_to_a_busy_actor_times_out_and_is_answered_later() -> None:
+    """The timeout bounds the wait for a busy actor (a call run directly cannot time out)."""
+
     class Slow(Actor):
         def on_receive(self, message: Any) -> Any:
-            assert isinstance(message, threading.Event)
-            message.wait(5)
+            if isinstance(message, threading.Event):
+                message.wait(5)
             return "done"
 
     ref = Slow.start()
     gate = threading.Event()
+    ref.tell(gate)  # keeps the actor busy
     with pytest.raises(pykka.Timeout):
-        call(ref, gate, timeout=0.1)
+        call(ref, "queued", timeout=0.1)
     gate.set()
-    done = threading.Event()
-    done.set()
-    assert call(ref, done, timeout=5) == "done"
+    assert call(ref, "next", timeout=5) == "done"
 
 
 def test_call_raises_actor_dead_for_a_dead_actor() -> None:

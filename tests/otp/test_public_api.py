@@ -15,6 +15,9 @@ def _declared(module: str) -> list[str]:
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__all__":
             return list(ast.literal_eval(node.value))
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "__all__":
+            assert node.value is not None
+            return list(ast.literal_eval(node.value))
     raise AssertionError(f"brama/otp/{module}.py has no __all__")
 
 

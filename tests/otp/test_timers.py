@@ -277,7 +277,7 @@ def test_failing_destinations_do_not_stop_later_timers(
         clock.advance(5.0)
     assert seen == ["still delivered"]
     assert len([r for r in caplog.records if r.name == "brama.otp.timers"]) == 3
-    assert failing.is_alive()  # the error went back to the (swallowing) asker, as with `ask`
+    assert not failing.is_alive()  # a crash in a timer message's handler is a crash, as ever
     assert clock.monotonic() == 1005.0
 
 
@@ -289,7 +289,7 @@ def test_fake_clock_service_starts_no_thread(clock: FakeClock, fake: TimerServic
     assert threading.active_count() == before
 
 
-@pytest.mark.parametrize("bad", [-1, -0.5, math.nan, math.inf])
+@pytest.mark.parametrize("bad", [-1, -0.5, math.nan, -math.inf])
 def test_send_after_rejects_bad_delays(fake: TimerService, bad: float) -> None:
     with pytest.raises(ValueError, match="delay") as info:
         fake.send_after(bad, TellList(), "x")
@@ -442,3 +442,81 @@ def test_stop_drops_pending_real_timers(name: str) -> None:
     assert service.pending == 0
     assert scheduler_threads(name) == []
     assert dest.got == []
+
+
+class RaisesBaseException:
+    """A destination whose `tell` raises SystemExit: it must not end the scheduler thread."""
+
+    def tell(self, message: Any) -> None:
+        raise SystemExit("from a destination")
+
+
+class FlakyClock:
+    """The real clock, except that `monotonic()` raises once in the scheduler thread, after
+    `ok` good readings there."""
+
+    def __init__(self, ok: int, thread_name: str) -> None:
+        self.ok = ok
+        self.thread_name = thread_name
+        self.raised = threading.Event()
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        if threading.current_thread().name != self.thread_name:
+            return time.monotonic()
+        self.ok -= 1
+        if self.ok == 0:
+            self.raised.set()
+            raise OSError("clock hiccup")
+        return time.monotonic()
+
+
+@pytest.mark.parametrize("never", [1e10, 1e300, math.inf])
+def test_a_delay_beyond_the_process_lifetime_never_fires_and_spares_the_scheduler(
+    never: float,
+) -> None:
+    """1e10 is how people write "never": it used to overflow the thread's wait and kill it."""
+    inbox: queue.Queue[tuple[Any, float]] = queue.Queue()
+    rec = Recorder.start(inbox=inbox)
+    with TimerService(name="never-service") as service:
+        far = service.send_after(never, rec, "never")
+        service.send_after(0.02, rec, "soon")
+        assert inbox.get(timeout=WAIT)[0] == "soon"
+        assert far.active and service.pending == 1
+        assert scheduler_threads("never-service")
+        service.send_after(0.01, rec, "still working")
+        assert inbox.get(timeout=WAIT)[0] == "still working"
+    rec.stop()
+
+
+def test_the_scheduler_survives_a_destination_raising_a_base_exception() -> None:
+    got = TellList()
+    with TimerService(name="survivor") as service:
+        service.send_after(0.0, RaisesBaseException(), "boom")
+        service.send_after(0.01, got, "after")
+        wait_for(lambda: got.got == ["after"])
+        assert len(scheduler_threads("survivor")) == 1
+
+
+def test_the_scheduler_survives_an_exception_in_its_own_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FlakyClock(ok=2, thread_name="flaky-clock")
+    got = TellList()
+    with caplog.at_level(logging.ERROR, logger="brama.otp.timers"), TimerService(
+        clock, name="flaky-clock"
+    ) as service:
+        for i in range(3):
+            service.send_after(0.01 * (i + 1), got, i)
+        wait_for(lambda: got.got == [0, 1, 2])
+    assert clock.raised.is_set()
+    assert any("timer_loop_failed" in r.getMessage() for r in caplog.records)
+
+
+def wait_for(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        threading.Event().wait(0.005)

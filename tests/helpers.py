@@ -1,0 +1,158 @@
+"""The one helpers module of the test suite: bounded waits, recorders, timed calls, events.
+
+Every wait here is bounded, so a bug shows up as a failure, never as a hang; nothing sleeps
+to wait for something it can wait on (polling loops wait on an Event with a short timeout
+only for state that offers nothing to wait on).
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pykka
+import pytest
+
+import brama
+
+WAIT = 5.0
+"""Upper bound, in seconds, for anything the tests wait on."""
+
+_pause = threading.Event()
+_markers = itertools.count()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = WAIT, what: str = "") -> bool:
+    """Poll `predicate` until it holds; fail the test after `timeout` seconds. Returns True,
+    so `assert wait_until(...)` reads naturally."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        _pause.wait(0.003)
+    return True
+
+
+def drain(subscription: Any) -> list[Any]:
+    """Everything a mailbox subscription holds right now (after a flush: all published)."""
+    events = []
+    while True:
+        try:
+            events.append(subscription.get(timeout=0))
+        except queue.Empty:
+            return events
+
+
+def take(subscription: Any, count: int, timeout: float = WAIT) -> list[Any]:
+    """The next `count` events of a mailbox subscription, each waited for up to `timeout`."""
+    return [subscription.get(timeout=timeout) for _ in range(count)]
+
+
+def kinds(events: Iterable[brama.Event]) -> list[brama.EventType]:
+    """The event types of `events`, in order."""
+    return [e.event for e in events]
+
+
+def events_before_marker(system: brama.Brama, sub: brama.Subscription) -> list[brama.Event]:
+    """Every event the catch-all subscription `sub` holds before a marker registered now.
+
+    Proves without timing that nothing (or exactly what) was emitted: the marker's events are
+    published after everything that happened before, so once they arrive every earlier event
+    has arrived too. The marker is unregistered again and its three events are consumed.
+    """
+    name = f"__marker_{next(_markers)}__"
+    system.register(name)
+    seen: list[brama.Event] = []
+    while True:
+        event = sub.get(timeout=WAIT)
+        if event.connection == name:
+            break
+        seen.append(event)
+    assert event.event is brama.EventType.CONNECTION_REGISTERED, event
+    follower = sub.get(timeout=WAIT)
+    assert (follower.connection, follower.event) == (name, brama.EventType.REGISTRATION)
+    system.unregister(name)
+    gone = sub.get(timeout=WAIT)
+    assert (gone.connection, gone.event) == (name, brama.EventType.CONNECTION_UNREGISTERED)
+    return seen
+
+
+def threads_since(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Live threads that were not in `before`."""
+    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+def wait_no_new_threads(before: set[threading.Thread], timeout: float = WAIT) -> None:
+    """Fail unless every thread started since `before` ends within `timeout` seconds."""
+    wait_until(lambda: not threads_since(before), timeout,
+               what="threads started by the test to end")
+
+
+class Recorder(pykka.ThreadingActor):
+    """A plain pykka actor (not a brama one) that puts what it is told into a queue."""
+
+    use_daemon_thread = True
+
+    def __init__(self, inbox: queue.Queue[Any] | None = None) -> None:
+        super().__init__()
+        self.inbox: queue.Queue[Any] = queue.Queue() if inbox is None else inbox
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "ping":
+            return "pong"
+        self.inbox.put(message)
+        return None
+
+
+class Outcome:
+    """What a bounded call did: its value, the exception it raised, and how long it took."""
+
+    __slots__ = ("error", "seconds", "value")
+
+    def __init__(self, value: Any, error: BaseException | None, seconds: float) -> None:
+        self.value = value
+        self.error = error
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"Outcome(value={self.value!r}, error={self.error!r}, seconds={self.seconds:.3f})"
+
+
+def timed_call(func: Callable[[], Any], timeout: float = WAIT) -> Outcome:
+    """Run `func` in a daemon thread; fail the test if it has not returned after `timeout`.
+
+    The caller's thread never blocks on the library, so a hang is reported as a failure.
+    """
+    box: list[Outcome] = []
+    done = threading.Event()
+
+    def run() -> None:
+        start = time.monotonic()
+        try:
+            value = func()
+        except BaseException as exc:  # report everything, the test decides
+            box.append(Outcome(None, exc, time.monotonic() - start))
+        else:
+            box.append(Outcome(value, None, time.monotonic() - start))
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, name="timed-call", daemon=True)
+    thread.start()
+    if not done.wait(timeout):
+        pytest.fail(f"{func} did not return within {timeout}s (hang)")
+    thread.join(timeout)
+    return box[0]
+
+
+def lateness_ok(samples_ms: list[float], *, median_ms: float, p90_ms: float) -> bool:
+    """Real-clock timing judged on a distribution, not one sample: the median and the 90th
+    percentile of lateness must be under their bounds (a loaded 2-core machine delays a few)."""
+    ordered = sorted(samples_ms)
+    median = ordered[len(ordered) // 2]
+    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    return median <= median_ms and p90 <= p90_ms
