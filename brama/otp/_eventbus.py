@@ -322,7 +322,11 @@ class EventBus:
         except TypeError:
             raise TypeError(f"topic must be hashable, got {type(topic).__name__}") from None
         table = self._table
-        table.push((topic, event))
+        pending = table.pending
+        if len(pending) < table.pending_size:
+            pending.append((topic, event))
+        else:
+            table.push((topic, event))
         if not table.scheduled:
             table.scheduled = True
             ref = self._ref

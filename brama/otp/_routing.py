@@ -30,6 +30,8 @@ __all__ = ["Interest"]
 
 DRAIN_BATCH = 1024
 """Events dispatched per wake-up before the bus lets queued control messages in."""
+_STEPS_CACHED = 4096
+"""Topics whose routes the bus keeps ready (each rebuilt on the next event after a change)."""
 
 Deliver = Callable[[Any], None]
 Predicate = Callable[[Any], object]
@@ -105,7 +107,7 @@ class Table:
         self.routes: dict[str, Route] = {}
         self.by_topic: dict[Hashable, dict[str, Route]] = {}
         self.catch_all: dict[str, Route] = {}
-        self._steps: dict[Hashable, tuple[_Step, ...]] = {}
+        self.cached_steps: dict[Hashable, tuple[_Step, ...]] = {}
         self._catch_all_steps: tuple[_Step, ...] | None = ()
         self.watches: dict[str, _Watch] = {}
         self.pending: deque[tuple[Hashable, Any]] = deque()
@@ -135,7 +137,7 @@ class Table:
 
     def steps(self, topic: Hashable) -> tuple[_Step, ...]:
         """The routes of `topic`, cached until a subscription to it (or to all) changes."""
-        steps = self._steps.get(topic)
+        steps = self.cached_steps.get(topic)
         if steps is not None:
             return steps
         catch_all = self._catch_all_steps
@@ -143,8 +145,10 @@ class Table:
             catch_all = self._catch_all_steps = tuple(_step(r) for r in self.catch_all.values())
         routes = self.by_topic.get(topic)
         if routes is None:
+            if len(self.cached_steps) < _STEPS_CACHED:  # bounded: publishers may invent topics
+                self.cached_steps[topic] = catch_all
             return catch_all
-        steps = self._steps[topic] = tuple(_step(r) for r in routes.values()) + catch_all
+        steps = self.cached_steps[topic] = tuple(_step(r) for r in routes.values()) + catch_all
         return steps
 
     # -- changes (lock held) --
@@ -157,7 +161,7 @@ class Table:
         if route.topics is None:
             changed = not self.catch_all
             self.catch_all[sid] = route
-            self._steps.clear()
+            self.cached_steps.clear()
             self._catch_all_steps = None
         else:
             for topic in route.topics:
@@ -166,7 +170,7 @@ class Table:
                     routes = self.by_topic[topic] = {}
                     changed = True
                 routes[sid] = route
-                self._steps.pop(topic, None)
+                self.cached_steps.pop(topic, None)
         if route.target is not None:
             self._watch(route.target, sid, watcher)
         if changed:
@@ -184,7 +188,7 @@ class Table:
         if route.topics is None:
             del self.catch_all[sid]
             changed = not self.catch_all
-            self._steps.clear()
+            self.cached_steps.clear()
             self._catch_all_steps = None
         else:
             for topic in route.topics:
@@ -193,7 +197,7 @@ class Table:
                 if not routes:
                     del self.by_topic[topic]
                     changed = True
-                self._steps.pop(topic, None)
+                self.cached_steps.pop(topic, None)
         if route.target is not None:
             self._unwatch(route.target, sid)
         if changed:
@@ -236,7 +240,7 @@ class Table:
             self.by_topic.clear()
             self.catch_all.clear()
             self.watches.clear()
-            self._steps.clear()
+            self.cached_steps.clear()
             self._catch_all_steps = ()
             self.interest.wanted = NOTHING_WANTED
             self.pending.clear()
@@ -251,7 +255,7 @@ class Table:
         self.by_topic = {}
         self.catch_all = {}
         self.watches = {}
-        self._steps = {}
+        self.cached_steps = {}
         self._catch_all_steps = ()
         self.pending = deque()
         self.interest.wanted = NOTHING_WANTED
@@ -373,13 +377,17 @@ class BusActor(Actor):
     def _drain(self, table: Table, limit: int) -> None:
         table.scheduled = False  # before popping: a later publish then schedules a new drain
         pending = table.pending
+        cached = table.cached_steps
         dead: list[Route] | None = None
         for _ in range(limit):
             try:
                 topic, event = pending.popleft()
             except IndexError:
                 break
-            for match, deliver, route in table.steps(topic):
+            steps = cached.get(topic)
+            if steps is None:
+                steps = table.steps(topic)
+            for match, deliver, route in steps:
                 if match is not None:
                     try:
                         if not match(event):

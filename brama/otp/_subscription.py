@@ -130,6 +130,7 @@ class Subscription:
                 waiter: asyncio.Future[None] = loop.create_future()
                 entry = (loop, waiter)
                 self._async_waiters.append(entry)
+                self._waiters += 1
             try:
                 if deadline is None:
                     await waiter
@@ -142,6 +143,7 @@ class Subscription:
                 raise Empty from None
             finally:
                 with self._lock:
+                    self._waiters -= 1
                     if entry in self._async_waiters:
                         self._async_waiters.remove(entry)
 
@@ -200,10 +202,10 @@ class Subscription:
                 queue.popleft()
                 self._mailbox_dropped += 1
             queue.append(event)
-            if self._waiters:
+            if self._waiters:  # threads in get() and coroutines in aget()
                 self._nonempty.notify()
-            if self._async_waiters:
-                self._wake_async()
+                if self._async_waiters:
+                    self._wake_async()
 
     def _shut(self) -> None:
         """Mark closed and wake every reader; the bus's route is dropped separately."""
