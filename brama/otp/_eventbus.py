@@ -100,8 +100,10 @@ class EventBus:
         stop_timeout: float = 2.0,
         start: bool = True,
     ) -> None:
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):
             raise TypeError(f"name must be a non-empty str, got {safe_repr(name)}")
+        if not name:
+            raise ValueError("name must be a non-empty str, got ''")
         self._queue_size = _check_size(queue_size, "queue_size")
         pending = _check_size(pending_size, "pending_size")
         if (
@@ -172,7 +174,12 @@ class EventBus:
         shutdown: float = 5.0,
     ) -> ChildSpec:
         """A `ChildSpec` whose start function starts a bus actor adopting this bus's
-        subscriptions and pending events (create the bus with `start=False`)."""
+        subscriptions and pending events (create the bus with `start=False`).
+
+        The supervisor restarts the bus actor; the subscriptions belong to this object, so
+        stopping the supervisor leaves them open (publish keeps events pending): call
+        `stop()` to close them.
+        """
 
         def start(_ctx: StartContext) -> ActorRef[Any]:
             return self.start_actor()
@@ -373,7 +380,9 @@ class EventBus:
 
         Events published before the call are dispatched first. Waits at most
         `stop_timeout` seconds in all: a lane still busy with an event is logged and left
-        to finish it (lanes are daemon threads: they never block interpreter exit).
+        to finish it (lanes are daemon threads: they never block interpreter exit). Async
+        handlers run on their own event loop and are not waited for; their consumer ends
+        after the event it is awaiting.
         """
         with self._lock:
             if self._stopped:
@@ -391,7 +400,7 @@ class EventBus:
         for lane in lanes:
             if lane is here:
                 continue  # stop() called from this lane's handler: it ends when that returns
-            if not lane.wait(deadline - time.monotonic()):
+            if not lane.wait(deadline - time.monotonic()) and lane.busy:
                 get_logger(LOGGER).warning(
                     "event_bus_lane_busy_after_stop",
                     bus=self._name,

@@ -49,6 +49,10 @@ class Lane(Protocol):
     @property
     def dropped(self) -> int: ...
 
+    @property
+    def busy(self) -> bool:
+        """True while the lane runs user code (a filter or a handler)."""
+
     def offer(self, event: Any) -> None:
         """Queue `event` without waiting; raises `ActorDeadError` if the lane is gone."""
 
@@ -153,6 +157,7 @@ class ThreadLane:
         self._queue_dropped = 0  # written by the bus actor only
         self.forward_dropped = 0  # written by the lane only (a full subscriber inbox)
         self._stopping: pykka.Future[bool] | None = None
+        self._running = False
         self._ref: ActorRef[Any] = _LaneActor.start(self)
 
     def __repr__(self) -> str:
@@ -161,6 +166,10 @@ class ThreadLane:
     @property
     def dropped(self) -> int:
         return self._queue_dropped + self.forward_dropped
+
+    @property
+    def busy(self) -> bool:
+        return self._running
 
     def offer(self, event: Any) -> None:
         queue = self._queue
@@ -196,6 +205,7 @@ class ThreadLane:
         subscription = self.subscription
         work = self._work
         _context.lane = self
+        self._running = True
         try:
             for _ in range(_BATCH):
                 if subscription._closed:
@@ -207,6 +217,7 @@ class ThreadLane:
                     return
                 work(self, event)
         finally:
+            self._running = False
             _context.lane = None
         if queue and not self._scheduled:
             self._scheduled = True
@@ -309,6 +320,10 @@ class AsyncLane:
     @property
     def dropped(self) -> int:
         return self._dropped
+
+    @property
+    def busy(self) -> bool:
+        return False  # never waited for: see `wait`
 
     def offer(self, event: Any) -> None:
         queue = self._queue

@@ -156,6 +156,8 @@ class Table:
     def add(self, route: Route, watcher: ActorRef[Any] | None) -> None:
         """Add a route: O(number of its topics)."""
         sid = route.subscription.id
+        if route.target is not None:  # first: monitor() is the one step that may raise
+            self._watch(route.target, sid, watcher)
         self.routes[sid] = route
         changed = False
         if route.topics is None:
@@ -171,8 +173,6 @@ class Table:
                     changed = True
                 routes[sid] = route
                 self.cached_steps.pop(topic, None)
-        if route.target is not None:
-            self._watch(route.target, sid, watcher)
         if changed:
             self._publish_wanted()
 

@@ -630,7 +630,8 @@ async def _async_predicate(event: Any) -> bool:
         ({"pending_size": 0}, ValueError, "pending_size"),
         ({"stop_timeout": -1}, ValueError, "stop_timeout"),
         ({"stop_timeout": float("nan")}, ValueError, "stop_timeout"),
-        ({"name": ""}, TypeError, "name"),
+        ({"name": ""}, ValueError, "name"),
+        ({"name": 3}, TypeError, "name"),
         ({"start": "yes"}, TypeError, "start"),
     ],
 )

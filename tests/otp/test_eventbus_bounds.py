@@ -274,6 +274,21 @@ def test_blocked_filter_and_handler_delay_only_their_own_subscription(
         release.set()
 
 
+def test_idle_lanes_are_not_reported_busy(caplog: pytest.LogCaptureFixture) -> None:
+    bus = new_bus(stop_timeout=0)
+    handled: queue.Queue[Any] = queue.Queue()
+    for _ in range(5):
+        bus.subscribe(handled.put)
+    bus.subscribe(filter=lambda _event: True)
+    bus.publish("t", 1)
+    assert drain_queue(handled, 5) == [1] * 5
+    with caplog.at_level(logging.WARNING, logger="brama.otp.eventbus"):
+        begin = time.monotonic()
+        bus.stop()
+        assert time.monotonic() - begin < 1.5
+    assert not [r for r in caplog.records if "lane_busy" in r.getMessage()]
+
+
 def test_stop_called_from_a_handler_does_not_wait_for_that_handler() -> None:
     bus = new_bus(stop_timeout=5.0)
     stopped: queue.Queue[float] = queue.Queue()
