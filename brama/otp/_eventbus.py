@@ -31,22 +31,11 @@ import pykka
 from pykka import ActorDeadError, ActorRef
 
 from brama.otp._actor import Actor, call
-from brama.otp._lanes import (
-    LOGGER,
-    AsyncLane,
-    Lane,
-    ThreadLane,
-    current_lane,
-    forward_work,
-    handler_work,
-    inbox_backlog,
-    mailbox_work,
-)
+from brama.otp._lanes import LOGGER, current_lane, delivery
 from brama.otp._log import get_logger, safe_repr
 from brama.otp._routing import (
     DRAIN,
     BusActor,
-    Deliver,
     Flush,
     Interest,
     Route,
@@ -232,44 +221,19 @@ class EventBus:
         subscription = Subscription(
             kind=kind, size=size, owner=self, closer=self._close_subscription
         )
-        lane: Lane | None = None
-        deliver: Deliver
-        monitored: ActorRef[Any] | None = None
-        number = next(self._lane_numbers)
-        if isinstance(target, ActorRef):
-            if issubclass(target.actor_class, Actor):
-                monitored = target
-            if filter is None:
-                deliver = _actor_deliver(target, size, subscription)
-            else:
-                lane = ThreadLane(
-                    f"{self._name}-filter-{number}",
-                    size,
-                    subscription,
-                    forward_work(target, filter, size),
-                )
-                deliver = lane.offer
-        elif handler is None:
-            if filter is None:
-                deliver = subscription._offer
-            else:
-                lane = ThreadLane(
-                    f"{self._name}-filter-{number}", size, subscription, mailbox_work(filter)
-                )
-                deliver = lane.offer
-        elif loop is not None:
-            lane = AsyncLane(
-                f"{self._name}-async-{number}", size, subscription, handler, filter, loop
-            )
-            deliver = lane.offer
-        else:
-            lane = ThreadLane(
-                f"{self._name}-handler-{number}",
-                size,
-                subscription,
-                handler_work(handler, filter),
-            )
-            deliver = lane.offer
+        monitored = None
+        if isinstance(target, ActorRef) and issubclass(target.actor_class, Actor):
+            monitored = target  # told how it ends: its subscriptions are dropped at once
+        deliver, lane = delivery(
+            subscription,
+            target=target if isinstance(target, ActorRef) else None,
+            handler=handler,
+            flt=filter,
+            loop=loop,
+            size=size,
+            bus_name=self._name,
+            number=next(self._lane_numbers),
+        )
         subscription._lane = lane
         route = Route(subscription, frozen_topics, match, deliver, monitored, lane)
         try:
@@ -439,21 +403,6 @@ class EventBus:
 
 _FORKED = object()
 """The owner of a table inherited through fork(): no bus actor may adopt it."""
-
-
-def _actor_deliver(target: ActorRef[Any], size: int, subscription: Subscription) -> Deliver:
-    """Tell `target` each event, unless its inbox already holds `size` messages (then the
-    newest event is dropped and counted: the subscriber is behind, not the bus)."""
-    backlog = inbox_backlog(target)
-    tell = target.tell
-
-    def deliver(event: Any) -> None:
-        if backlog() >= size:
-            subscription._route_dropped += 1
-            return
-        tell(event)
-
-    return deliver
 
 
 def _check_size(value: object, argument: str) -> int:

@@ -19,7 +19,7 @@ import inspect
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pykka
 from pykka import ActorDeadError, ActorRef
@@ -378,3 +378,60 @@ class AsyncLane:
             queue.clear()
             if not subscription._closed:  # the task was cancelled (its loop is ending)
                 subscription.close()
+
+
+# -- choosing a subscription's delivery --
+
+
+def delivery(
+    subscription: Subscription,
+    *,
+    target: ActorRef[Any] | None,
+    handler: Handler | None,
+    flt: Predicate | None,
+    loop: asyncio.AbstractEventLoop | None,
+    size: int,
+    bus_name: str,
+    number: int,
+) -> tuple[Callable[[Any], None], Lane | None]:
+    """What the bus calls with each event for this subscription, and the lane (if any) that
+    runs its user code, named `{bus_name}-{role}-{number}` (its thread has that name).
+
+    No lane when there is no user code to run: a mailbox without a filter is offered the
+    event directly, an actor without a filter is told it (dropped and counted when its inbox
+    already holds `size` messages: the subscriber is behind, not the bus).
+    """
+    lane: ThreadLane | AsyncLane
+    if target is not None:
+        if flt is None:
+            return _actor_delivery(target, size, subscription), None
+        lane = ThreadLane(
+            f"{bus_name}-filter-{number}", size, subscription, forward_work(target, flt, size)
+        )
+    elif handler is None:
+        if flt is None:
+            return subscription._offer, None
+        lane = ThreadLane(f"{bus_name}-filter-{number}", size, subscription, mailbox_work(flt))
+    elif loop is not None:
+        awaited = cast(AsyncHandler, handler)  # the caller checked it is `async def`
+        lane = AsyncLane(f"{bus_name}-async-{number}", size, subscription, awaited, flt, loop)
+    else:
+        lane = ThreadLane(
+            f"{bus_name}-handler-{number}", size, subscription, handler_work(handler, flt)
+        )
+    return lane.offer, lane
+
+
+def _actor_delivery(
+    target: ActorRef[Any], size: int, subscription: Subscription
+) -> Callable[[Any], None]:
+    backlog = inbox_backlog(target)
+    tell = target.tell
+
+    def deliver(event: Any) -> None:
+        if backlog() >= size:
+            subscription._route_dropped += 1
+            return
+        tell(event)
+
+    return deliver
