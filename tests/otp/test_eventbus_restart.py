@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import select
+import signal
 import threading
 import time
 import warnings
@@ -277,6 +278,7 @@ def test_a_forked_child_sees_every_inherited_bus_dead() -> None:
             os.write(write, json.dumps(report).encode())
         finally:
             os._exit(0)
+    reported = False
     try:
         os.close(write)
         forked.set()
@@ -287,8 +289,11 @@ def test_a_forked_child_sees_every_inherited_bus_dead() -> None:
         while chunk := os.read(read, 65536):
             chunks.append(chunk)
         report = json.loads(b"".join(chunks))
+        reported = True
     finally:
         os.close(read)
+        if not reported:
+            os.kill(pid, signal.SIGKILL)  # never leave the test waiting on a hung child
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert "error" not in report, report
