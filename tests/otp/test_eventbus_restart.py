@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pykka import ActorDeadError, ActorRef
 
-from brama.otp import EventBus, Supervisor
+from brama.otp import ChildSpec, EventBus, StartContext, Supervisor
 from brama.otp._routing import BusActor
 
 from .test_eventbus import WAIT, Recorder, assert_empty, drain, drain_queue, new_bus
@@ -27,14 +27,32 @@ from .test_eventbus import WAIT, Recorder, assert_empty, drain, drain_queue, new
 BIG = 1_000_000
 
 
-def wait_for_new_actor(bus: EventBus, old: ActorRef[Any] | None) -> ActorRef[Any]:
-    deadline = time.monotonic() + WAIT
-    while True:
-        ref = bus.actor_ref
-        if ref is not None and ref is not old and ref.is_alive():
+class Supervised:
+    """A bus run by a supervisor through `child_spec`, each start of its actor observed."""
+
+    def __init__(self) -> None:
+        self.bus = new_bus(start=False, queue_size=BIG)
+        self.starts: queue.Queue[ActorRef[Any]] = queue.Queue()
+        spec = self.bus.child_spec("bus")
+
+        def start(ctx: StartContext) -> ActorRef[Any]:
+            ref = spec.start(ctx)
+            self.starts.put(ref)
             return ref
-        assert time.monotonic() < deadline, "the bus actor was not restarted"
-        time.sleep(0.005)
+
+        self.supervisor = Supervisor(
+            [ChildSpec(spec.id, start, restart=spec.restart, shutdown=spec.shutdown)],
+            max_restarts=10,
+            max_seconds=10,
+            name="bus-supervisor",
+        )
+        self.first = self.next_start()
+
+    def next_start(self) -> ActorRef[Any]:
+        """The bus actor started next (waits for the supervisor to restart it)."""
+        ref = self.starts.get(timeout=WAIT)
+        assert ref is self.bus.actor_ref and ref.is_alive()
+        return ref
 
 
 @pytest.fixture
@@ -52,23 +70,19 @@ def crashable(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def supervised() -> Iterator[tuple[EventBus, Supervisor]]:
-    bus = new_bus(start=False, queue_size=BIG)
-    supervisor = Supervisor([bus.child_spec("bus")], max_restarts=10, max_seconds=10,
-                            name="bus-supervisor")
-    yield bus, supervisor
-    supervisor.stop()
-    bus.stop()
+def supervised() -> Iterator[Supervised]:
+    run = Supervised()
+    yield run
+    run.supervisor.stop()
+    run.bus.stop()
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how", ["stop", "crash"])
 def test_subscriptions_survive_a_restart_of_the_bus_actor(
-    supervised: tuple[EventBus, Supervisor], crashable: str, how: str
+    supervised: Supervised, crashable: str, how: str
 ) -> None:
-    bus, supervisor = supervised
-    first = bus.actor_ref
-    assert first is not None and first.is_alive()
+    bus, supervisor, first = supervised.bus, supervised.supervisor, supervised.first
     assert supervisor.whereis_child("bus") is first
     mailbox = bus.subscribe(topics=["n"])
     handled: queue.Queue[int] = queue.Queue()
@@ -101,7 +115,7 @@ def test_subscriptions_survive_a_restart_of_the_bus_actor(
             first.stop()
         else:
             first.tell(crashable)
-        second = wait_for_new_actor(bus, first)
+        second = supervised.next_start()
         restarted_at.append(published)
         publisher.join(WAIT)
     finally:
@@ -119,17 +133,15 @@ def test_subscriptions_survive_a_restart_of_the_bus_actor(
 
 
 def test_the_restarted_bus_actor_monitors_the_subscriber_actors(
-    supervised: tuple[EventBus, Supervisor],
+    supervised: Supervised,
 ) -> None:
-    bus, _supervisor = supervised
+    bus = supervised.bus
     alive, dies_in_gap = Recorder.start(queue.Queue()), Recorder.start(queue.Queue())
     kept = bus.subscribe(alive, topics=["a"])
     lost = bus.subscribe(dies_in_gap, topics=["b"])
-    first = bus.actor_ref
-    assert first is not None
-    first.stop()
+    supervised.first.stop()
     dies_in_gap.stop()  # maybe before, maybe after the restart: dropped either way
-    wait_for_new_actor(bus, first)
+    supervised.next_start()
     alive.stop()
     deadline = time.monotonic() + WAIT
     while bus.wanted("a") or bus.wanted("b"):
@@ -178,15 +190,14 @@ def test_a_bus_started_later_adopts_what_was_published() -> None:
 
 
 def test_stopping_a_supervised_bus_closes_it_for_good(
-    supervised: tuple[EventBus, Supervisor],
+    supervised: Supervised,
 ) -> None:
-    bus, supervisor = supervised
+    bus, supervisor = supervised.bus, supervised.supervisor
     sub = bus.subscribe()
-    first = bus.actor_ref
     bus.stop()
     assert sub.closed
     # the supervisor restarts its permanent child: an idle actor, the bus stays stopped
-    wait_for_new_actor(bus, first)
+    supervised.next_start()
     assert supervisor.alive
     bus.publish("t", 1)
     assert not bus.wanted("t")
