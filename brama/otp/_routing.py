@@ -76,6 +76,8 @@ class Route:
 
 @dataclass(slots=True)
 class _Watch:
+    """A monitored subscriber actor and the subscriptions that end with it."""
+
     ref: ActorRef[Any]
     handle: int | None
     sids: set[str] = field(default_factory=set)
@@ -297,17 +299,21 @@ DRAIN = Drain()
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """Add a route (its lane, if any, is already running); refused once the bus stopped."""
+
     route: Route
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
+    """Drop a route, after dispatching what was published before."""
+
     subscription_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Flush:
-    pass
+    """A barrier: answered once everything published before it was dispatched."""
 
 
 class BusActor(Actor):
