@@ -9,7 +9,9 @@ Re-exports only, like pykka's own `__init__`:
 - `Supervisor`, `ChildSpec`: one_for_one / one_for_all / rest_for_one, permanent / transient /
   temporary children, restart intensity and escalation, dynamic and dormant children.
 - `Registry`: unique names to actors, read without a round trip.
-- `EventBus`, `Subscription`: topics and filters; actor, handler or mailbox delivery.
+- `EventBus`, `Subscription`: topics, trusted `match` predicates and user filters; actor,
+  handler (thread or asyncio) or mailbox delivery, every kind bounded; restartable under a
+  `Supervisor` (`child_spec`) without losing its subscriptions; dead in a forked child.
 - `TimerService`: `send_after` on one scheduler thread; `FakeClock` drives it in tests.
 """
 
