@@ -1,12 +1,14 @@
 """Brama: circuit breakers and connection health for external dependencies, as OTP-style actors.
 
-Re-exports only; see `brama.system.Brama` for the system and `brama.api` for the functions
-of the default system.
+Re-exports only, like pykka's: the contract is docs/api.md. The implementation lives in
+private modules (`brama._system` holds `Brama`, `brama._api` the functions of the default
+system); the public modules are `brama`, `brama.errors`, `brama.types`, `brama.testing` and
+`brama.otp`.
 """
 
-from brama.api import (
+from brama._api import (
+    acquire,
     available,
-    circuit_breaker,
     close_circuit,
     configure,
     connections,
@@ -17,7 +19,7 @@ from brama.api import (
     group_failure,
     group_status,
     group_success,
-    guard,
+    groups,
     open_circuit,
     register,
     register_group,
@@ -33,15 +35,19 @@ from brama.api import (
     unregister_group,
     unsubscribe,
 )
+from brama._decorator import circuit_breaker
+from brama._guard import Guard, guard
+from brama._permit import Permit
+from brama._system import Brama
 from brama.errors import (
     AlreadyRegisteredError,
     BramaError,
     CircuitOpenError,
     ConfigError,
+    ConfigWarning,
     NotFoundError,
 )
-from brama.otp._eventbus import Subscription
-from brama.system import Brama
+from brama.otp import Subscription
 from brama.types import CircuitState, ConnectionStatus, Event, EventType
 
 __version__ = "0.1.0"
@@ -53,11 +59,15 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "ConfigError",
+    "ConfigWarning",
     "ConnectionStatus",
     "Event",
     "EventType",
+    "Guard",
     "NotFoundError",
+    "Permit",
     "Subscription",
+    "acquire",
     "available",
     "circuit_breaker",
     "close_circuit",
@@ -70,6 +80,7 @@ __all__ = [
     "group_failure",
     "group_status",
     "group_success",
+    "groups",
     "guard",
     "open_circuit",
     "register",

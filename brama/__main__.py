@@ -10,7 +10,7 @@ import random
 import sys
 from collections.abc import Sequence
 
-from brama.demo import MIN_DURATION, DemoConfig, run
+from brama._demo import MIN_DURATION, DemoConfig, run
 
 __all__ = ["main"]
 

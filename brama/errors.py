@@ -1,21 +1,18 @@
-"""The exception hierarchy of Brama: every error it raises on purpose derives from BramaError."""
+"""The exception hierarchy of Brama: every error it raises on purpose derives from BramaError.
+
+A leaf module: it imports nothing of Brama, so every other module may import it.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from brama.validation import in_scope
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from brama.types import ConnectionStatus
+from typing import Any, Protocol
 
 __all__ = [
     "AlreadyRegisteredError",
     "BramaError",
     "CircuitOpenError",
     "ConfigError",
+    "ConfigWarning",
     "NotFoundError",
 ]
 
@@ -33,55 +30,88 @@ class AlreadyRegisteredError(BramaError, ValueError):
 
 
 class ConfigError(BramaError, ValueError):
-    """An option is unknown, of the wrong type or out of range; the message names it."""
+    """An option is unknown, of the wrong type or out of range; the message names it, the
+    value, where it came from and what is accepted."""
+
+
+class ConfigWarning(UserWarning):
+    """Something in the configuration is ignored, e.g. an unknown `BRAMA_*` variable."""
+
+
+class Refusal(Protocol):
+    """What a refused call captured, turned into a message and a status only when read."""
+
+    state: Any
+
+    def message(self) -> str:
+        """The error message."""
+        ...
+
+    def status(self) -> Any:
+        """The connection's `ConnectionStatus`."""
+        ...
 
 
 class CircuitOpenError(BramaError):
     """A guarded call was rejected because the circuit is open (or out of half-open permits).
 
-    `.status` holds the `ConnectionStatus` seen when the call was refused. The decorator and
-    guard capture that snapshot at refusal and build the status object only when `.status`
-    is first read, which keeps a rejection cheap.
+    The message names the state, when calls will be let through again and the last failure
+    reason; `.status` holds the `ConnectionStatus`. A refusal raised by Brama builds both only
+    when they are first read, so that refusing a call stays cheap.
     """
 
-    def __init__(self, status: ConnectionStatus, message: str | None = None) -> None:
-        if message is None:
-            message = _refusal_message(status.identifier, status.scope, status.state)
-        super().__init__(message)
-        self.state = status.state
-        self._status: ConnectionStatus | None = status
-        self._build: Callable[[], ConnectionStatus] | None = None
+    _refusal: Refusal | None
+    _message: str | None
+    _status: Any
+
+    def __init__(self, status: Any, message: str | None = None) -> None:
+        super().__init__()
+        self._refusal = None
+        self._status = status
+        self._message = message
 
     @classmethod
-    def deferred(
-        cls,
-        identifier: str,
-        scope: str | None,
-        state: Any,
-        build: Callable[[], ConnectionStatus],
-    ) -> CircuitOpenError:
-        """An error whose status is built by `build` (from a snapshot taken at refusal)."""
+    def refused(cls, refusal: Refusal) -> CircuitOpenError:
+        """An error whose message and status come from `refusal`, built when first read."""
         error = cls.__new__(cls)
-        BramaError.__init__(error, _refusal_message(identifier, scope, state))
-        error.state = state
+        error._refusal = refusal
         error._status = None
-        error._build = build
+        error._message = None
         return error
 
     @property
-    def status(self) -> ConnectionStatus:
-        """The connection's status when the call was refused."""
-        if self._status is None:
-            assert self._build is not None
-            self._status = self._build()
-            self._build = None
+    def state(self) -> Any:
+        """The circuit's state when the call was refused."""
+        refusal = self._refusal
+        return refusal.state if refusal is not None else self.status.state
+
+    @property
+    def status(self) -> Any:
+        """The connection's status when the call was refused (`brama.ConnectionStatus`)."""
+        if self._status is None and self._refusal is not None:
+            self._status = self._refusal.status()
         return self._status
 
+    def __str__(self) -> str:
+        if self._message is None:
+            if self._refusal is not None:
+                self._message = self._refusal.message()
+            else:
+                status = self.status
+                where = "" if status.scope is None else f" in scope {status.scope!r}"
+                self._message = (
+                    f"circuit of connection {status.identifier!r}{where} is "
+                    f"{getattr(status.state, 'value', status.state)}: call rejected"
+                )
+        return self._message
+
+    @property
+    def args(self) -> tuple[Any, ...]:  # type: ignore[override]
+        return (str(self),)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle with both constructor arguments (the default would lose `status`)."""
+        """Pickle with the status and the message (a refusal object is not sent along)."""
         return (type(self), (self.status, str(self)))
-
-
-def _refusal_message(identifier: str, scope: str | None, state: Any) -> str:
-    state = getattr(state, "value", state)  # an enum's own __format__ is slow
-    return f"circuit of connection {identifier!r}{in_scope(scope)} is {state}: call rejected"

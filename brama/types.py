@@ -76,7 +76,8 @@ class ConnectionStatus:
     """A point-in-time snapshot of one connection: its circuit, its settings and its metrics.
 
     Times are wall-clock epoch seconds; `expiry` is the length of the current opening while
-    open or half-open, else of the next one.
+    open or half-open, else of the next one. The last four fields are for diagnosis: why the
+    circuit opened, how many trials are out, when it opens for trials, how often it opened.
     """
 
     identifier: str
@@ -103,6 +104,15 @@ class ConnectionStatus:
     total_failures: int
     rejected_calls: int
     success_rate: float | None
+    last_failure_reason: Any = None
+    """The reason of the last reported failure (`repr(exc)` for the decorator and guard)."""
+    half_open_permits_in_use: int = 0
+    """Trial calls admitted in half-open and not yet reported, released or timed out."""
+    open_until: float | None = None
+    """Wall time when an open circuit lets a trial call through (None: closed, half-open, or
+    its expiry is disabled)."""
+    total_openings: int = 0
+    """How many times the circuit opened (manual openings included)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))

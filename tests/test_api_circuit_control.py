@@ -9,7 +9,7 @@ import pytest
 
 import brama
 from brama import CircuitState, ConfigError, EventType, NotFoundError
-from tests.conftest import events_before_marker, kinds
+from tests.helpers import events_before_marker, kinds
 
 T0 = 1_000_000.0
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN

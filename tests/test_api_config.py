@@ -9,7 +9,7 @@ import pytest
 import brama
 from brama import BramaError, CircuitState, ConfigError, NotFoundError
 from brama.testing import FakeClock
-from tests.conftest import events_before_marker
+from tests.helpers import events_before_marker
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 

@@ -17,7 +17,7 @@ from brama import (
     EventType,
     NotFoundError,
 )
-from tests.conftest import events_before_marker
+from tests.helpers import events_before_marker
 
 T0 = 1_000_000.0
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN

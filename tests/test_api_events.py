@@ -12,7 +12,7 @@ import pytest
 
 import brama
 from brama import CircuitState, ConfigError, Event, EventType, Subscription
-from tests.conftest import Recorder, events_before_marker, kinds, take
+from tests.helpers import Recorder, events_before_marker, kinds, take
 
 T0 = 1_000_000.0
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
@@ -683,12 +683,14 @@ def test_inactive_threshold_none_never_removes(brama_clock):
         assert EventType.CLEANUP not in kinds(events)
 
 
-def test_default_inactive_threshold_is_a_day(brama_system, brama_clock):
+def test_sweeping_is_opt_in_a_quiet_connection_stays_registered(brama_system, brama_clock):
+    """Found: a connection registered at start-up and quiet for a day disappeared, after which
+    available() said False forever and success() raised NotFoundError."""
     brama_system.register("db")
-    brama_clock.advance(86400 - 10)
+    brama_clock.advance(7 * 86400)
     assert [c.identifier for c in brama_system.connections()] == ["db"]
-    brama_clock.advance(20)
-    assert brama_system.connections() == []
+    assert brama_system.available("db")
+    brama_system.success("db")
 
 
 # --- logs --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import brama
 from brama import BramaError, CircuitState, EventType, NotFoundError
 from brama.testing import FakeClock
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 T0 = 1_000_000.0
 

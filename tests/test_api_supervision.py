@@ -10,7 +10,7 @@ import pytest
 import brama
 from brama import CircuitState, EventType
 from brama.testing import crash_connection
-from tests.conftest import take, wait_until
+from tests.helpers import take, wait_until
 
 T0 = 1_000_000.0
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN

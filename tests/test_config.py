@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
+import warnings
 from typing import Any
 
 import pytest
 
-from brama.config import (
-    CONNECTION_OPTIONS,
-    DEFAULTS,
-    GLOBAL_OPTIONS,
-    Options,
-    Settings,
-    options_from_env,
-    validate_duration,
-    validate_options,
-)
-from brama.errors import ConfigError
+from brama._config import Settings, options_from_env, validate_options
+from brama._options import CONNECTION_OPTIONS, DEFAULTS, GLOBAL_OPTIONS, Options
+from brama._validation import check_duration
+from brama.errors import ConfigError, ConfigWarning
 
 INT_OPTIONS = {
     "max_attempts": 1,
@@ -88,7 +83,7 @@ def test_defaults() -> None:
         "half_open_max_calls": 1,
         "success_threshold": 1,
         "cleanup_interval": 10.0,
-        "inactive_threshold": 86400.0,
+        "inactive_threshold": None,
         "max_restarts": 3,
         "max_seconds": 5.0,
         "hibernate_after": 5.0,
@@ -211,15 +206,20 @@ def test_validate_returns_a_copy() -> None:
     assert given == {"expiry": 5}
 
 
-def test_validate_duration() -> None:
-    assert validate_duration("expires_in", 2) == 2.0
-    assert validate_duration("seconds", 0, allow_zero=True) == 0.0
-    for bad in [0, -1, math.nan, math.inf, True, "1", None]:
+def test_check_duration() -> None:
+    assert check_duration("expires_in", 2) == 2.0
+    assert check_duration("expires_in", datetime.timedelta(milliseconds=1500)) == 1.5
+    assert check_duration("seconds", 0, allow_zero=True) == 0.0
+    for bad in [0, -1, math.nan, math.inf, True, "1", None, datetime.timedelta(0), 10**400]:
         with pytest.raises(ConfigError, match="expires_in"):
-            validate_duration("expires_in", bad)
+            check_duration("expires_in", bad)
 
 
 # --- environment ---------------------------------------------------------------------------
+
+
+def values_from_env(env: dict[str, str]) -> dict[str, Any]:
+    return {name: value for name, (value, _) in options_from_env(env).items()}
 
 
 def test_env_parsing() -> None:
@@ -230,11 +230,11 @@ def test_env_parsing() -> None:
         "BRAMA_BACKOFF_FACTOR": "3",
         "BRAMA_INACTIVE_THRESHOLD": "None",
         "BRAMA_MAX_RESTARTS": "0",
-        "BRAMA_CLOCK": "ignored",
-        "BRAMA_UNRELATED": "x",
+        "BRAMA_BACKEND": "not an option: a setting of the system",
         "OTHER": "1",
     }
-    assert options_from_env(env) == {
+    found = options_from_env(env)
+    assert {name: value for name, (value, _) in found.items()} == {
         "max_attempts": 5,
         "expiry": 1.5,
         "expiry_strategy": "progressive",
@@ -242,6 +242,17 @@ def test_env_parsing() -> None:
         "inactive_threshold": None,
         "max_restarts": 0,
     }
+    assert found["expiry"][1] == "environment variable BRAMA_EXPIRY"
+
+
+def test_unknown_brama_variables_warn_once_with_a_suggestion() -> None:
+    with pytest.warns(ConfigWarning, match=r"BRAMA_MAXATTEMPTS.*did you mean BRAMA_MAX_ATTEMPTS"):
+        assert options_from_env({"BRAMA_MAXATTEMPTS": "3"}) == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        options_from_env({"BRAMA_MAXATTEMPTS": "3"})  # once per process
+    with pytest.warns(ConfigWarning, match="BRAMA_CLOCK"):
+        options_from_env({"BRAMA_CLOCK": "not settable from the environment"})
 
 
 def test_env_every_global_option_but_clock_is_read() -> None:
@@ -260,7 +271,7 @@ def test_env_every_global_option_but_clock_is_read() -> None:
         "BRAMA_MAX_RESTARTS": "2",
         "BRAMA_MAX_SECONDS": "2",
     }
-    assert set(options_from_env(env)) == GLOBAL_OPTIONS - {"clock"}
+    assert set(values_from_env(env)) == GLOBAL_OPTIONS - {"clock"}
 
 
 def test_env_blank_is_ignored() -> None:
@@ -288,8 +299,9 @@ def test_env_invalid_values_name_the_variable(variable: str, value: str) -> None
 
 
 def test_env_cross_check() -> None:
-    with pytest.raises(ConfigError, match="BRAMA_MAX_EXPIRY"):
+    with pytest.raises(ConfigError, match="BRAMA_MAX_EXPIRY") as info:
         options_from_env({"BRAMA_INITIAL_EXPIRY": "10", "BRAMA_MAX_EXPIRY": "5"})
+    assert "BRAMA_INITIAL_EXPIRY" in str(info.value)
 
 
 def test_settings_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -405,3 +417,43 @@ def test_get_unknown_option() -> None:
 def test_options_as_dict() -> None:
     options = Settings({}, environ={}).resolve()
     assert set(options.as_dict()) == CONNECTION_OPTIONS
+
+
+# --- messages in the user's terms -----------------------------------------------------------
+
+
+def test_an_error_names_the_option_the_value_its_origin_and_the_range() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings({"max_attempts": 0}, environ={})
+    assert str(info.value) == (
+        "option max_attempts=0 (from the options given at start) must be a whole number >= 1"
+    )
+    with pytest.raises(ConfigError) as info:
+        Settings({}, environ={"BRAMA_EXPIRY": "-3"})
+    assert "option expiry=-3.0 (from environment variable BRAMA_EXPIRY)" in str(info.value)
+    assert "a finite number of seconds > 0, or a timedelta" in str(info.value)
+
+
+def test_a_bad_combination_names_both_values_and_where_they_came_from() -> None:
+    """Found: max_expiry=5 said "must be >= initial_expiry (60.0)", a value never set."""
+    settings = Settings({}, environ={})
+    with pytest.raises(ConfigError) as info:
+        settings.resolve({"max_expiry": 5}, source="register()")
+    assert str(info.value) == (
+        "option max_expiry=5.0 (from register()) must be >= initial_expiry=60.0 "
+        "(derived as expiry=60.0, from the default)"
+    )
+    env = Settings({}, environ={"BRAMA_MAX_EXPIRY": "5", "BRAMA_EXPIRY": "1"})
+    with pytest.raises(ConfigError) as info:
+        env.preview(expiry=10)
+    assert str(info.value) == (
+        "option max_expiry=5.0 (from environment variable BRAMA_MAX_EXPIRY) must be >= "
+        "initial_expiry=10.0 (derived as expiry=10.0, from configure())"
+    )
+
+
+def test_durations_accept_timedelta() -> None:
+    options = check({"expiry": datetime.timedelta(seconds=90), "hibernate_after": 0})
+    assert options == {"expiry": 90.0, "hibernate_after": 0.0}
+    with pytest.raises(ConfigError, match="backoff_factor"):
+        check({"backoff_factor": datetime.timedelta(seconds=2)})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from brama.demo import BURST, MIN_DURATION, RECOVERY, make_schedule
+from brama._demo import BURST, MIN_DURATION, RECOVERY, make_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -186,7 +186,7 @@ def test_bad_register_group_changes_nothing(
 ) -> None:
     with pytest.raises(error, match=match):
         system.register_group(name, members, scope=scope)
-    assert system._groups == {}
+    assert system.groups() == {}
     with pytest.raises(NotFoundError):
         system.group_status("g")
 

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import brama
-from brama import Brama, CircuitOpenError, CircuitState, EventType, NotFoundError, guard
-from brama.decorator import Guard
+from brama import Brama, CircuitOpenError, CircuitState, EventType, Guard, NotFoundError, guard
 
 
 @pytest.fixture
@@ -87,20 +86,23 @@ def test_one_guard_object_can_be_reused(brama_system: Brama) -> None:
     assert (status.total_successes, status.total_failures) == (3, 1)
 
 
-def test_half_open_entry_takes_a_permit(brama_system: Brama) -> None:
+def test_half_open_entry_takes_a_permit_and_a_nested_entry_runs_under_it(
+    brama_system: Brama,
+) -> None:
     brama_system.register("db")
     brama_system.open_circuit("db")
     brama_system.reset_expiry("db")
-    # The outer block holds the only permit while the inner one tries to enter.
-    with (
-        guard("db", system=brama_system),
-        pytest.raises(CircuitOpenError),
-        guard("db", system=brama_system),
-    ):
-        pass
+    with guard("db", system=brama_system):
+        assert brama_system.status("db").half_open_permits_in_use == 1
+        # a second call from elsewhere finds the only permit taken...
+        assert not brama_system.available("db")
+        # ...while a nested entry of this call runs under its permit, refused nothing
+        with guard("db", system=brama_system):
+            pass
     status = brama_system.status("db")
     assert status.state is CircuitState.CLOSED
     assert status.rejected_calls == 1
+    assert status.total_successes == 1
 
 
 def test_reregisters_after_unregister(brama_system: Brama) -> None:

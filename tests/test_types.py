@@ -42,6 +42,11 @@ STATUS_FIELDS = [
     "total_failures",
     "rejected_calls",
     "success_rate",
+    # diagnosis (the ergonomics issue)
+    "last_failure_reason",
+    "half_open_permits_in_use",
+    "open_until",
+    "total_openings",
 ]
 
 

@@ -15,7 +15,7 @@ Re-exports only, like pykka's own `__init__`:
 - `TimerService`: `send_after` on one scheduler thread; `FakeClock` drives it in tests.
 """
 
-from brama.otp._actor import Actor, call
+from brama.otp._actor import Actor, call, kill
 from brama.otp._address import Address, ChildAddress
 from brama.otp._childspec import (
     ChildInfo,
@@ -94,6 +94,7 @@ __all__ = [
     "demonitor",
     "exit_reason",
     "get_logger",
+    "kill",
     "monitor",
     "monitor_count",
     "safe_repr",

@@ -26,6 +26,7 @@ exists, so a pykka upgrade fails loudly.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -54,7 +55,7 @@ from brama.otp._exit import (
 )
 from brama.otp._log import get_logger, safe_repr
 
-__all__ = ["Actor", "call"]
+__all__ = ["Actor", "call", "kill"]
 
 _log = "brama.otp.actor"
 _WAKE: Final = object()
@@ -186,6 +187,8 @@ class Actor(pykka.ThreadingActor):
     def _otp_dispatch(self, message: Any) -> Any:
         if isinstance(message, _PYKKA_MESSAGES):
             return self._handle_receive(message)
+        if type(message) is _Kill:
+            raise message.reason
         return self.on_receive(message)
 
     def _otp_crash(self, exc: BaseException) -> Exception:
@@ -268,6 +271,26 @@ class Actor(pykka.ThreadingActor):
         """
         self._otp_core.reason = HIBERNATED
         self._stop()
+
+
+class _Kill:
+    """Sent by `kill`: the actor raises `reason` as if its handler had."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: BaseException) -> None:
+        self.reason = reason
+
+
+def kill(ref: ActorRef[Any], reason: BaseException | None = None) -> None:
+    """Make the actor behind `ref` crash with `reason` (Erlang's `exit(Pid, Reason)`), once it
+    has handled what is queued before; its monitors and supervisor see an abnormal exit.
+    Harmless if it is already dead."""
+    error = reason if reason is not None else RuntimeError(f"{ref} was killed")
+    if not isinstance(error, BaseException):
+        raise TypeError(f"kill: reason must be an exception, got {error!r}")
+    with contextlib.suppress(ActorDeadError):
+        ref.tell(_Kill(error))
 
 
 def _answer_unhandled(actor: Actor, message: Any, reply_to: pykka.Future[Any]) -> None:

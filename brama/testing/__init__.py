@@ -3,22 +3,35 @@
 The pytest plugin (fixtures `brama_system` and `brama_clock`) lives in `brama.testing.plugin`
 and is registered through the `pytest11` entry point. Every helper takes `system=None` for the
 default system and `scope=None`, like the facade methods, and works through the public
-actor messages, so the connection emits the same events as in production.
+actor messages, so the connection emits the same events as in production. The hooks at the
+end (`flush_events`, `kill`, `default_system`, `pending_timers`) are for tests of Brama itself
+and of code built on it that must see what the public API does not show.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Literal
 
-from brama import api
-from brama.otp._clock import FakeClock
-from brama.system import Brama
+from pykka import ActorRef
+
+from brama import _default
+from brama._system import Brama
+from brama.errors import NotFoundError
+from brama.otp import FakeClock
+from brama.otp import kill as otp_kill
 from brama.types import CircuitState
 
 __all__ = [
     "FakeClock",
+    "Part",
     "add_failures",
     "crash_connection",
+    "default_system",
+    "flush_events",
+    "kill",
+    "pending_timers",
     "set_state",
     "simulate_failures",
     "simulate_recovery",
@@ -32,13 +45,17 @@ _HALF_OPEN = CircuitState.HALF_OPEN
 def _system(system: Brama | None) -> Brama:
     if system is not None and not isinstance(system, Brama):
         raise TypeError(f"system must be a brama.Brama or None (the default), got {system!r}")
-    return api.default() if system is None else system
+    return _default.get() if system is None else system
 
 
 def crash_connection(identifier: str, *, scope: str | None = None,
                      system: Brama | None = None) -> None:
     """Make the connection's actor die of an unhandled exception, to test supervision."""
-    _system(system)._crash(identifier, scope)
+    brama = _system(system)
+    cell = brama.lookup(identifier, scope)
+    if cell is None:
+        raise NotFoundError(f"connection {identifier!r} is not registered")
+    brama.runtime.crash(cell)
 
 
 def set_state(identifier: str, state: CircuitState | str, *, scope: str | None = None,
@@ -112,3 +129,49 @@ def simulate_recovery(identifier: str, *, scope: str | None = None,
             break
         brama.success(identifier, scope=scope)
         status = brama.status(identifier, scope=scope)
+
+
+# -- hooks for tests that must see below the public API -----------------------------------
+
+
+def flush_events(*, system: Brama | None = None, timeout: float = 5.0) -> None:
+    """Wait until every event published so far was handed to its subscriptions."""
+    _system(system).runtime.flush(timeout)
+
+
+Part = Literal["registry", "events", "connections", "janitor"]
+
+
+def kill(part: Part, *, how: Literal["stop", "crash"] = "crash",
+         system: Brama | None = None) -> ActorRef[Any] | None:
+    """Stop or crash a part of the system's supervision tree ("registry", "events",
+    "connections", "janitor"); returns the actor killed (None if it was not running). Its
+    supervisor restarts it, as in production."""
+    runtime = _system(system).runtime
+    ref = runtime.part(part)
+    if ref is None or not ref.is_alive():
+        return None
+    if how == "stop":
+        ref.stop()
+    else:
+        otp_kill(ref, RuntimeError(f"{part} killed by brama.testing.kill"))
+    return ref
+
+
+def pending_timers(*, system: Brama | None = None) -> int:
+    """How many timers (expiry ticks, permit timeouts, sweeps, idleness checks) are pending."""
+    pending: int = _system(system).runtime.timers.pending
+    return pending
+
+
+@contextlib.contextmanager
+def default_system(system: Brama) -> Iterator[Brama]:
+    """Make `system` the default for the block (module functions and decorators without
+    `system=` use it), restoring the previous default afterwards without stopping it."""
+    if not isinstance(system, Brama):
+        raise TypeError(f"system must be a brama.Brama, got {system!r}")
+    previous = _default.swap(system)
+    try:
+        yield system
+    finally:
+        _default.swap(previous)

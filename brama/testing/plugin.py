@@ -1,4 +1,9 @@
-"""The pytest plugin: fixtures `brama_clock` (a FakeClock) and `brama_system` (a Brama on it)."""
+"""The pytest plugin: fixtures `brama_clock` (a FakeClock) and `brama_system` (a Brama on it).
+
+Inside a test that uses `brama_system`, that system is also the default one: module-level
+functions and decorators without `system=` use it and its fake clock. The previous default is
+restored after the test, and the test's system is stopped, so nothing leaks to the next test.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from brama.otp._clock import FakeClock
-from brama.system import Brama
+from brama._system import Brama
+from brama.otp import FakeClock
+from brama.testing import default_system
 
 
 @pytest.fixture
@@ -18,9 +24,10 @@ def brama_clock() -> FakeClock:
 
 @pytest.fixture
 def brama_system(brama_clock: FakeClock) -> Iterator[Brama]:
-    """A fresh Brama system on `brama_clock`, stopped after the test."""
+    """A fresh Brama system on `brama_clock`, the default for this test, stopped after it."""
     system = Brama(clock=brama_clock)
     try:
-        yield system
+        with default_system(system):
+            yield system
     finally:
         system.stop()

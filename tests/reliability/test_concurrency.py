@@ -20,9 +20,8 @@ from brama import (
     EventType,
     NotFoundError,
 )
-from brama.testing import FakeClock
-
-from . import WAIT, drain, wait_until
+from brama.testing import FakeClock, flush_events
+from tests.helpers import WAIT, drain, wait_until
 
 THREADS = 8
 
@@ -136,7 +135,7 @@ def transitions(system: Brama) -> Any:
 
 def reached(system: Brama, subscription: Any) -> Counter[str]:
     """How often each state was entered, from the STATE_CHANGE events received so far."""
-    system._bus.flush()
+    flush_events(system=system)
     return Counter(str(e.data["new_state"]) for e in drain(subscription))
 
 

@@ -23,9 +23,8 @@ from hypothesis import strategies as st
 
 import brama
 from brama import Brama, CircuitOpenError, CircuitState, EventType
-from brama.testing import FakeClock
-
-from . import Recorder, drain
+from brama.testing import FakeClock, flush_events
+from tests.helpers import Recorder, drain
 
 ALLOWED = (TypeError, ValueError, LookupError)
 
@@ -177,16 +176,16 @@ class Harness:
             system.reset_circuit("half")
             system.open_circuit("half")
             system.reset_expiry("half")
-        for group in list(system._groups):
+        for group in list(system.groups()):
             system.unregister_group(group)
         system.register_group("grp", ["svc", "open-svc"])
         system.unregister("ghost")
-        system._bus.flush()
+        flush_events(system=system)
         drain(self.events)
 
     def snapshot(self) -> Any:
         """Everything a refused call must leave untouched (groups: name -> member keys)."""
-        return self.system.connections(), dict(self.system._groups)
+        return self.system.connections(), self.system.groups()
 
     def check(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call `func`; a refusal must be a documented error and change nothing."""
@@ -203,7 +202,7 @@ class Harness:
         try:
             result = func(*args, **kwargs)
         except ALLOWED:
-            self.system._bus.flush()
+            flush_events(system=self.system)
             if drain(self.events):
                 return None, "a refused call emitted events"
             if self.snapshot() != before:
@@ -498,7 +497,7 @@ def test_circuit_breaker_refuses_hostile_input_cleanly(harness: Harness) -> None
             pass
         except (TypeError, ValueError):
             # a bad verdict (or a fallback / builtin raising): nothing may be reported
-            system._bus.flush()
+            flush_events(system=system)
             reported = [e for e in drain(harness.events)
                         if e.event in (EventType.SUCCESS, EventType.FAILURE)]
             assert reported == []

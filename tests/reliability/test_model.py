@@ -35,9 +35,8 @@ from brama import (
     EventType,
     NotFoundError,
 )
-from brama.testing import FakeClock
-
-from . import cell_of, drain
+from brama.testing import FakeClock, flush_events
+from tests.helpers import drain
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 EPSILON = 1e-9  # FakeClock fires timers due up to target + 1e-9 (documented float slack)
@@ -538,14 +537,12 @@ class BramaModel(RuleBasedStateMachine):
                     self.system.status(key[1], scope=key[0])
                 continue
             self.check_status(key, self.system.status(key[1], scope=key[0]))
-            # Outstanding half-open permits are not in the public status; read them from the
-            # published snapshot (a read, not a call into brama.circuit).
-            permits = cell_of(self.system, key[1], key[0]).circuit.permits
-            assert len(permits) == len(m.conns[key].permits), (permits, m.conns[key].permits)
+            in_use = self.system.status(key[1], scope=key[0]).half_open_permits_in_use
+            assert in_use == len(m.conns[key].permits), (in_use, m.conns[key].permits)
         # Every state change, and only those, emitted STATE_CHANGE, in order per connection
         # (API.md orders the events of one connection; timers of different connections due
         # at the same instant may fire in either order).
-        self.system._bus.flush()
+        flush_events(system=self.system)
         seen = [
             (e.scope, e.connection, e.data["previous_state"], e.data["new_state"])
             for e in drain(self.changes)

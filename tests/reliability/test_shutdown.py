@@ -15,8 +15,7 @@ import pytest
 import brama
 from brama import Brama, BramaError, CircuitState, EventType
 from brama.testing import FakeClock
-
-from . import WAIT, Recorder, timed_call, wait_no_new_threads, wait_until
+from tests.helpers import WAIT, Recorder, timed_call, wait_no_new_threads, wait_until
 
 
 def busy_system(system: Brama, *, recorder: Any) -> None:

@@ -1,8 +1,8 @@
 """Groups: named sets of connections of one scope, checked and reported to as one.
 
-`GroupsMixin` holds the group methods of `brama.Brama`. A group stores the keys of its
-members, not their cells, so a member that is unregistered and registered again is the new
-connection. Decisions where the contract leaves room:
+`Groups` holds the groups of one `brama.Brama`, which delegates to it. A group stores the
+keys of its members, not their cells, so a member that is unregistered and registered again is
+the new connection. Decisions where the contract leaves room:
 
 - Every group function raises `NotFoundError` for an unknown group name, `unregister_group`
   included (unlike `unregister` of a connection, which ignores unknown ones).
@@ -17,22 +17,21 @@ connection. Decisions where the contract leaves room:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from brama.connection import Cell, Key, key_of
+from brama._cell import Cell, Key, key_of
+from brama._circuit import Circuit
+from brama._options import Options
+from brama._validation import check_scope, in_scope, plain_str
 from brama.errors import AlreadyRegisteredError, NotFoundError
+from brama.otp import safe_repr
 from brama.types import CircuitState, ConnectionStatus
-from brama.validation import check_scope, in_scope
 
 Member = tuple[str | None, str]
 """A group member: `(scope, identifier)`."""
 
-if TYPE_CHECKING:
-    from brama.circuit import Circuit
-    from brama.config import Options
-
-__all__ = ["GroupsMixin"]
+__all__ = ["Groups"]
 
 _OPEN = CircuitState.OPEN
 
@@ -43,7 +42,7 @@ def _check_name(name: Any) -> str:
         raise TypeError(f"name must be a non-empty str (a group name), got {type(name).__name__}")
     if not name:
         raise ValueError("name must be a non-empty str (a group name), got ''")
-    return name
+    return plain_str(name)
 
 
 def _check_members(members: Any) -> tuple[str, ...]:
@@ -61,39 +60,47 @@ def _check_members(members: Any) -> tuple[str, ...]:
         ) from None
     if not items:
         raise ValueError("members must name at least one connection, got an empty iterable")
+    plain: list[str] = []
     seen: set[str] = set()
     for item in items:
         if not isinstance(item, str):
             raise TypeError(
-                f"members must hold identifiers (non-empty str), got {item!r} "
+                f"members must hold identifiers (non-empty str), got {safe_repr(item)} "
                 f"of type {type(item).__name__}"
             )
-        if not item:
+        identifier = plain_str(item)
+        if not identifier:
             raise ValueError("members must hold identifiers (non-empty str), got ''")
-        if item in seen:
-            raise ValueError(f"members must be distinct, got {item!r} twice")
-        seen.add(item)
-    return tuple(items)
+        if identifier in seen:
+            raise ValueError(f"members must be distinct, got {identifier!r} twice")
+        seen.add(identifier)
+        plain.append(identifier)
+    return tuple(plain)
 
 
-class GroupsMixin:
-    """The group methods of `brama.Brama`; see the module docstring for the semantics."""
+class Groups:
+    """The groups of one system; see the module docstring for the semantics."""
 
-    if TYPE_CHECKING:
-        _cells: dict[Key, Cell]
-        _groups: dict[str, tuple[Member, ...]]
+    def __init__(
+        self,
+        table: dict[Key, Cell],
+        check_running: Callable[[], None],
+        options_for: Callable[[Circuit], Options],
+        success: Callable[..., None],
+        failure: Callable[..., None],
+    ) -> None:
+        self._table = table
+        self._groups: dict[str, tuple[Member, ...]] = {}
+        self._check_running = check_running
+        self._options_for = options_for
+        self._success = success
+        self._failure = failure
 
-        def _check_running(self) -> None: ...
+    def all(self) -> dict[str, tuple[str, ...]]:
+        """Every group: name -> the identifiers of its members, in order."""
+        return {name: tuple(i for _, i in members) for name, members in self._groups.items()}
 
-        def _options_for(self, state: Circuit) -> Options: ...
-
-        def success(self, identifier: str, *, scope: str | None = None) -> None: ...
-
-        def failure(
-            self, identifier: str, *, scope: str | None = None, reason: Any = None
-        ) -> None: ...
-
-    def _group(self, name: str) -> tuple[Member, ...]:
+    def _members(self, name: str) -> tuple[Member, ...]:
         """The members of group `name`; NotFoundError if there is no such group."""
         self._check_running()
         keys = self._groups.get(name)
@@ -102,65 +109,59 @@ class GroupsMixin:
             raise NotFoundError(f"group {name!r} is not registered")
         return keys
 
-    def register_group(
-        self, name: str, members: Iterable[str], *, scope: str | None = None
-    ) -> None:
-        """Register group `name` of the registered connections `members` (all in `scope`).
-
-        Raises AlreadyRegisteredError for an existing name, NotFoundError for a member that is
-        not registered, TypeError / ValueError for a malformed argument; nothing changes then.
-        """
+    def register(self, name: str, members: Iterable[str], scope: str | None) -> None:
+        """Register group `name` of the registered connections `members` (all in `scope`)."""
         self._check_running()
-        _check_name(name)
-        check_scope(scope)
+        name = _check_name(name)
+        scope = check_scope(scope)
         identifiers = _check_members(members)
-        cells = self._cells
+        table = self._table
         members_ = tuple((scope, identifier) for identifier in identifiers)
         for identifier in identifiers:
-            if cells.get(key_of(scope, identifier)) is None:
+            if table.get(key_of(scope, identifier)) is None:
                 raise NotFoundError(
                     f"members: connection {identifier!r}{in_scope(scope)} is not registered"
                 )
         if self._groups.setdefault(name, members_) is not members_:
             raise AlreadyRegisteredError(f"group {name!r} is already registered")
 
-    def unregister_group(self, name: str) -> None:
+    def unregister(self, name: str) -> None:
         """Forget group `name` (its connections stay); NotFoundError if there is no such group."""
         _check_name(name)
         if self._groups.pop(name, None) is None:
             raise NotFoundError(f"group {name!r} is not registered")
 
-    def group_available(self, name: str) -> bool:
+    def available(self, name: str) -> bool:
         """True when no member is open (or unregistered); a pure read that takes no permits."""
-        cells = self._cells
-        for scope, identifier in self._group(name):
-            cell = cells.get(key_of(scope, identifier))
+        table = self._table
+        for scope, identifier in self._members(name):
+            cell = table.get(key_of(scope, identifier))
             if cell is None or cell.circuit.state is _OPEN:
                 return False
         return True
 
-    def group_status(self, name: str) -> dict[str, ConnectionStatus]:
+    def status(self, name: str) -> dict[str, ConnectionStatus]:
         """The status of every (still registered) member, keyed by identifier."""
-        cells = self._cells
+        table = self._table
         result: dict[str, ConnectionStatus] = {}
-        for scope, identifier in self._group(name):
-            cell = cells.get(key_of(scope, identifier))
+        for scope, identifier in self._members(name):
+            cell = table.get(key_of(scope, identifier))
             if cell is not None:
                 result[identifier] = cell.status(self._options_for(cell.circuit))
         return result
 
-    def group_success(self, name: str) -> None:
+    def success(self, name: str) -> None:
         """Report a success to every (still registered) member."""
-        for scope, identifier in self._group(name):
+        for scope, identifier in self._members(name):
             try:
-                self.success(identifier, scope=scope)
+                self._success(identifier, scope=scope)
             except NotFoundError:
                 continue
 
-    def group_failure(self, name: str, *, reason: Any = None) -> None:
+    def failure(self, name: str, reason: Any) -> None:
         """Report a failure with `reason` to every (still registered) member."""
-        for scope, identifier in self._group(name):
+        for scope, identifier in self._members(name):
             try:
-                self.failure(identifier, scope=scope, reason=reason)
+                self._failure(identifier, scope=scope, reason=reason)
             except NotFoundError:
                 continue

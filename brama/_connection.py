@@ -1,0 +1,230 @@
+"""The connection actor: a thin shell around the pure state machine in `brama._circuit`.
+
+One actor per registration, the only writer of its cell. It turns messages into
+`_circuit.step` calls and carries out what a step asks for: publish the new state to the
+cell (the snapshot every reader uses), hand the events to the bus, ask its supervisor to arm
+or cancel timers, log state changes. It owns nothing the cell does not hold, so a restarted or
+woken actor resumes exactly where the last one stopped, and it knows nothing of `Brama`: what
+it needs comes through a narrow `ConnectionContext`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from brama import _circuit as circuit
+from brama._cell import Cell
+from brama._circuit import Circuit, Emit, Now
+from brama._options import Options
+from brama.otp import Actor, TimerRef, get_logger, safe_text
+from brama.types import CircuitState, EventType
+
+__all__ = [
+    "ConnectionActor",
+    "ConnectionContext",
+    "ConnectionCrashedError",
+    "Crash",
+    "HibernateCheck",
+    "RearmHibernation",
+]
+
+_log = "brama.connection"
+_WAKE_GRACE = 1.0
+"""Seconds (on the system's clock) a freshly started actor waits before its first idleness
+check."""
+_WAKE_GRACE_REAL = 0.5
+"""Seconds of real time a started actor that has handled nothing yet stays up: it was woken
+for a message on its way from another thread. This is about thread scheduling, not about the
+simulated time of a FakeClock (which can jump past any grace before that thread runs)."""
+_CIRCUIT_TYPES = frozenset(
+    (circuit.Success, circuit.Failure, circuit.Release, circuit.Acquire, circuit.OpenCircuit,
+     circuit.CloseCircuit, circuit.ResetCircuit, circuit.ResetExpiry, circuit.SetExpiry,
+     circuit.DisableExpiry, circuit.Configure, circuit.ExpiryTick, circuit.PermitTimeout)
+)
+_OPTION_CHANGES = (circuit.Configure, circuit.SetExpiry)
+
+
+class ConnectionContext(Protocol):
+    """What a connection actor needs from the system it runs in, and nothing more."""
+
+    def now(self) -> Now:
+        """The current time on the system's clock."""
+        ...
+
+    def options(self, overrides: Mapping[str, Any]) -> tuple[int, Options]:
+        """The resolved options for `overrides`, with the settings version they belong to."""
+        ...
+
+    def options_version(self) -> int:
+        """The current settings version (resolved options change when it does)."""
+        ...
+
+    def wants(self) -> frozenset[EventType]:
+        """The event types some subscription wants now."""
+        ...
+
+    def publish(self, cell: Cell, wall: float, events: tuple[Emit, ...]) -> None:
+        """Hand `events` of `cell`, which happened at `wall`, to the event bus."""
+        ...
+
+    def arm(self, cell: Cell, key: Any, delay: float, message: Any) -> None:
+        """Ask the supervisor to deliver `message` to this connection after `delay` seconds."""
+        ...
+
+    def cancel(self, cell: Cell, key: Any) -> None:
+        """Ask the supervisor to cancel the connection's timer `key`."""
+        ...
+
+    def self_timer(self, delay: float, actor: Actor, message: Any) -> TimerRef:
+        """A timer to this very actor (its idleness check), not kept across incarnations."""
+        ...
+
+    def registered(self, cell: Cell, actor: Actor) -> None:
+        """Record the running actor of `cell` in the registry (best effort)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HibernateCheck:
+    """Self-sent tick: give the thread back if the circuit is closed and idle long enough."""
+
+
+@dataclass(frozen=True, slots=True)
+class RearmHibernation:
+    """`hibernate_after` may have changed: measure the idleness check from the new value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """Makes the actor die of an unhandled exception (for `brama.testing.crash_connection`)."""
+
+
+class ConnectionCrashedError(RuntimeError):
+    """Raised on purpose by `Crash`, to exercise supervision."""
+
+
+class ConnectionActor(Actor):
+    """Handles one connection's messages; see the module docstring."""
+
+    def __init__(self, context: ConnectionContext, cell: Cell) -> None:
+        super().__init__()
+        self.context = context
+        self.cell = cell
+        self.hibernate_timer: TimerRef | None = None
+        self.last_seen = 0.0
+        self.woken_at: float | None = time.monotonic()  # None once it handled a message
+        self.cached: tuple[int, Mapping[str, Any], Options] | None = None
+
+    def on_start(self) -> None:
+        self.context.registered(self.cell, self)
+        self.last_seen = self.context.now().mono
+        # A woken actor is about to get the message that woke it: give it time to arrive.
+        options = self._options(self.cell.circuit)
+        self._arm_hibernation(max(options.hibernate_after, _WAKE_GRACE))
+
+    def on_stop(self) -> None:
+        if self.hibernate_timer is not None:
+            self.hibernate_timer.cancel()
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) in _CIRCUIT_TYPES:
+            return self._step(message)
+        match message:
+            case HibernateCheck():
+                self._maybe_hibernate()
+            case RearmHibernation():
+                self._rearm_hibernation()
+            case Crash():
+                raise ConnectionCrashedError(f"connection {self.cell.key!r} crashed on request")
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def _options(self, state: Circuit) -> Options:
+        """The resolved options of `state`, cached while neither they nor the settings change."""
+        cached = self.cached
+        if (
+            cached is not None
+            and cached[1] is state.overrides
+            and cached[0] == self.context.options_version()
+        ):
+            return cached[2]
+        version, options = self.context.options(state.overrides)
+        self.cached = (version, state.overrides, options)
+        return options
+
+    def _step(self, message: circuit.Message) -> Any:
+        cell, context = self.cell, self.context
+        self.woken_at = None
+        before = cell.circuit
+        options = self._options(before)
+        now = context.now()
+        result = circuit.step(before, options, message, now, context.wants())
+        after = result.circuit
+        cell.circuit = after
+        for key, delay, timer_message in result.timers:
+            if timer_message is None:
+                context.cancel(cell, key)
+            else:
+                context.arm(cell, key, delay, timer_message)
+        if result.events:
+            context.publish(cell, now.wall, result.events)
+        if after.state is not before.state:
+            self._log_transition(before, after, message)
+        self.last_seen = now.mono
+        if isinstance(message, _OPTION_CHANGES):  # hibernate_after may have changed
+            self._rearm_hibernation()
+        elif self.hibernate_timer is None:
+            self._arm_hibernation(options.hibernate_after)
+        return result.reply
+
+    def _log_transition(self, before: Circuit, after: Circuit, message: Any) -> None:
+        reason = getattr(message, "reason", None)
+        get_logger(_log).info(
+            "circuit_state_change",
+            connection=self.cell.identifier,
+            scope=self.cell.scope,
+            previous_state=before.state.value,
+            new_state=after.state.value,
+            reason=None if reason is None else safe_text(reason),
+            failure_count=after.failure_count,
+        )
+
+    # -- hibernation --
+
+    def _arm_hibernation(self, delay: float) -> None:
+        """Check for idleness in `delay` seconds (only closed circuits ever hibernate)."""
+        if self.cell.circuit.state is CircuitState.CLOSED:
+            self.hibernate_timer = self.context.self_timer(delay, self, HibernateCheck())
+
+    def _rearm_hibernation(self) -> None:
+        """Replace the pending idleness check by one computed from the current options."""
+        if self.hibernate_timer is not None:
+            self.hibernate_timer.cancel()
+            self.hibernate_timer = None
+        options = self._options(self.cell.circuit)
+        idle = self.context.now().mono - self.last_seen
+        self._arm_hibernation(max(options.hibernate_after - idle, 0.0))
+
+    def _maybe_hibernate(self) -> None:
+        """Give the thread back if closed, nothing is queued, and no message came for a while.
+
+        Open and half-open circuits stay awake; a closed one checks again once its state
+        changes back, on the next message it handles.
+        """
+        self.hibernate_timer = None
+        state = self.cell.circuit
+        if state.state is not CircuitState.CLOSED:
+            return
+        options = self._options(state)
+        idle = self.context.now().mono - self.last_seen
+        just_woken = (
+            self.woken_at is not None and time.monotonic() - self.woken_at < _WAKE_GRACE_REAL
+        )
+        if idle + 1e-9 >= options.hibernate_after and self.actor_inbox.empty() and not just_woken:
+            self.hibernate()
+        else:
+            self._arm_hibernation(max(options.hibernate_after - idle, 0.0))

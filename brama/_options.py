@@ -1,0 +1,211 @@
+"""The options of Brama: names, kinds, ranges, defaults, and the check of one value.
+
+Every error names the option, the value given, where it came from (an argument, `configure`,
+an environment variable) and the accepted range, in the user's terms. Durations accept a
+`datetime.timedelta` as well as a number of seconds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from types import MappingProxyType
+from typing import Any, Final
+
+from brama.errors import ConfigError
+
+__all__ = [
+    "CONNECTION_OPTIONS",
+    "DEFAULTS",
+    "EXPIRY_STRATEGIES",
+    "GLOBAL_OPTIONS",
+    "SPECS",
+    "Options",
+    "Spec",
+    "check_option",
+    "duration",
+    "unknown_option",
+]
+
+CONNECTION_OPTIONS: frozenset[str] = frozenset(
+    {
+        "max_attempts",
+        "expiry",
+        "expiry_strategy",
+        "initial_expiry",
+        "max_expiry",
+        "backoff_factor",
+        "half_open_max_calls",
+        "success_threshold",
+        "hibernate_after",
+    }
+)
+"""Options that can be set per connection (and globally)."""
+
+GLOBAL_OPTIONS: frozenset[str] = CONNECTION_OPTIONS | frozenset(
+    {"cleanup_interval", "inactive_threshold", "max_restarts", "max_seconds", "clock"}
+)
+"""Every option a system accepts at start and in a global `configure`."""
+
+EXPIRY_STRATEGIES: frozenset[str] = frozenset({"fixed", "progressive"})
+
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "max_attempts": 10,
+        "expiry": 60.0,
+        "expiry_strategy": "fixed",
+        "backoff_factor": 2.0,
+        "half_open_max_calls": 1,
+        "success_threshold": 1,
+        "hibernate_after": 5.0,
+        "cleanup_interval": 10.0,
+        "inactive_threshold": None,
+        "max_restarts": 3,
+        "max_seconds": 5.0,
+        "clock": None,
+    }
+)
+"""Built-in defaults; `initial_expiry` and `max_expiry` are derived from `expiry` instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """How one option is checked: its kind, its lower bound, and whether None is allowed."""
+
+    kind: str  # "int", "seconds", "factor", "strategy" or "clock"
+    minimum: float = 0.0
+    inclusive: bool = True
+    nullable: bool = False
+    meaning_of_none: str = ""
+
+    def describe(self) -> str:
+        """The accepted values in words, for error messages."""
+        match self.kind:
+            case "int":
+                text = f"a whole number >= {int(self.minimum)}"
+            case "seconds":
+                op = ">=" if self.inclusive else ">"
+                text = f"a finite number of seconds {op} {self.minimum:g}, or a timedelta"
+            case "factor":
+                text = f"a finite number >= {self.minimum:g}"
+            case "strategy":
+                text = "one of " + ", ".join(repr(s) for s in sorted(EXPIRY_STRATEGIES))
+            case _:
+                text = "an object with callable time() and monotonic()"
+        if self.nullable:
+            text += f", or None ({self.meaning_of_none})" if self.meaning_of_none else ", or None"
+        return text
+
+
+SPECS: Mapping[str, Spec] = MappingProxyType(
+    {
+        "max_attempts": Spec("int", 1),
+        "expiry": Spec("seconds", 0, inclusive=False),
+        "expiry_strategy": Spec("strategy"),
+        "initial_expiry": Spec("seconds", 0, inclusive=False),
+        "max_expiry": Spec("seconds", 0, inclusive=False),
+        "backoff_factor": Spec("factor", 1),
+        "half_open_max_calls": Spec("int", 1),
+        "success_threshold": Spec("int", 1),
+        "hibernate_after": Spec("seconds", 0),
+        "cleanup_interval": Spec("seconds", 0, inclusive=False),
+        "inactive_threshold": Spec("seconds", 0, inclusive=False, nullable=True,
+                                   meaning_of_none="never sweep"),
+        "max_restarts": Spec("int", 0),
+        "max_seconds": Spec("seconds", 0, inclusive=False),
+        "clock": Spec("clock", nullable=True, meaning_of_none="the system clock"),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The resolved settings of one connection: every per-connection option, concrete."""
+
+    max_attempts: int
+    expiry: float
+    expiry_strategy: str
+    initial_expiry: float
+    max_expiry: float
+    backoff_factor: float
+    half_open_max_calls: int
+    success_threshold: int
+    hibernate_after: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as a plain dict, keyed by option name."""
+        return asdict(self)
+
+
+def unknown_option(name: Any, allowed: Iterable[str], where: str = "") -> ConfigError:
+    """The error for an option name that is not accepted here, with a "did you mean"."""
+    accepted = sorted(allowed)
+    hint = difflib.get_close_matches(str(name), accepted, n=1)
+    did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(
+        f"unknown option {name!r}{where}{did_you_mean}; accepted options: {', '.join(accepted)}"
+    )
+
+
+_SECONDS_TYPES: Final = (int, float, datetime.timedelta)
+
+
+def duration(value: Any) -> float | None:
+    """`value` as a float of seconds if it is a number (not a bool) or a timedelta; else None.
+
+    An int too large for a float becomes `inf` (refused later as not finite).
+    """
+    if isinstance(value, bool) or not isinstance(value, _SECONDS_TYPES):
+        return None
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def check_option(name: str, value: Any, source: str) -> Any:
+    """Validate one known option and return it normalised (durations as float seconds).
+
+    `source` says where the value came from, for the message ("argument", "configure()",
+    "environment variable BRAMA_EXPIRY", ...).
+    """
+    spec = SPECS[name]
+
+    def bad() -> ConfigError:
+        return ConfigError(
+            f"option {name}={value!r} (from {source}) must be {spec.describe()}"
+        )
+
+    if value is None:
+        if spec.nullable:
+            return None
+        raise bad()
+    match spec.kind:
+        case "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value < spec.minimum:
+                raise bad()
+            return int(value)
+        case "seconds" | "factor":
+            number = duration(value)
+            if number is None or (spec.kind == "factor" and isinstance(value, datetime.timedelta)):
+                raise bad()
+            in_range = number >= spec.minimum if spec.inclusive else number > spec.minimum
+            if not math.isfinite(number) or not in_range:
+                raise bad()
+            return number
+        case "strategy":
+            if not isinstance(value, str) or value not in EXPIRY_STRATEGIES:
+                raise bad()
+            return str(value)
+        case _:
+            if not (
+                callable(getattr(value, "time", None))
+                and callable(getattr(value, "monotonic", None))
+            ):
+                raise bad()
+            return value

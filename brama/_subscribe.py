@@ -1,0 +1,80 @@
+"""The arguments of `subscribe`, checked and turned into what the event bus takes.
+
+The connection and scope selection runs in the bus as a trusted `match` (cheap, Brama's own
+code); the user's `filter` runs where only its own subscription waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pykka import ActorRef
+
+from brama._validation import check_identifier, check_scope
+from brama.errors import ConfigError
+from brama.otp import safe_repr
+from brama.types import Event, EventType
+
+__all__ = ["subscription_args"]
+
+
+def _topics(events: Any) -> frozenset[EventType] | None:
+    if events is None:
+        return None
+    if isinstance(events, (str, EventType)):
+        return frozenset({EventType.coerce(events)})
+    try:
+        items = list(events)
+    except TypeError:
+        raise ConfigError(
+            f"events must be an event type, an iterable of event types, or None; "
+            f"got {safe_repr(events)}"
+        ) from None
+    return frozenset(EventType.coerce(item) for item in items)
+
+
+def _match(connection: str | None, scope: str | None) -> Callable[[Event], bool] | None:
+    if connection is None and scope is None:
+        return None
+
+    def match(event: Event) -> bool:
+        return (connection is None or event.connection == connection) and (
+            scope is None or event.scope == scope
+        )
+
+    return match
+
+
+def subscription_args(
+    events: Any, connection: Any, scope: Any, filter: Any, actor: Any, handler: Any,
+    queue_size: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Validate `subscribe`'s arguments; returns the bus target and its keyword arguments."""
+    topics = _topics(events)
+    if connection is not None:
+        connection = check_identifier(connection, "connection")
+    scope = check_scope(scope)
+    if filter is not None and not callable(filter):
+        raise TypeError(f"filter must be callable or None, got {safe_repr(filter)}")
+    if actor is not None and handler is not None:
+        raise ValueError("subscribe: give either actor or handler, not both")
+    if actor is not None and not isinstance(actor, ActorRef):
+        raise TypeError(f"actor must be a pykka.ActorRef, got {safe_repr(actor)}")
+    if handler is not None and not (
+        callable(handler) or callable(getattr(handler, "handle_event", None))
+    ):
+        raise TypeError(
+            "handler must be callable or have a handle_event(event) method, "
+            f"got {safe_repr(handler)}"
+        )
+    if queue_size is not None and (
+        isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1
+    ):
+        raise ValueError(f"queue_size must be a whole number >= 1 or None, got {queue_size!r}")
+    how: dict[str, Any] = {"topics": topics, "filter": filter, "match": _match(connection, scope)}
+    if queue_size is not None:
+        how["queue_size"] = queue_size
+    return (actor if actor is not None else handler), how
+
+

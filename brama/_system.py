@@ -1,0 +1,300 @@
+"""`Brama`: one system of supervised connection actors, and the facade of the public API.
+
+The facade validates, looks up and delegates: reads come from the published snapshots, changes
+go to the connection's actor through the `Runtime`. The hot paths (`available`, `success`,
+`admit` on a healthy closed circuit) touch no actor. docs/api.md is the contract."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from brama import _fork
+from brama import _messages as m
+from brama._cell import Cell, Key
+from brama._circuit import CLOSED, OPEN, Circuit, Now
+from brama._config import Settings
+from brama._groups import Groups
+from brama._options import Options
+from brama._permit import Permit
+from brama._refusal import refuse
+from brama._registrar import Registrar
+from brama._runtime import Runtime
+from brama._subscribe import subscription_args
+from brama._validation import check_duration, check_scope, in_scope
+from brama.errors import BramaError, CircuitOpenError, NotFoundError
+from brama.otp import SYSTEM_CLOCK, Clock, Subscription
+from brama.types import ConnectionStatus, EventType
+
+__all__ = ["Brama"]
+
+_SUCCESS = EventType.SUCCESS
+_REFUSED, _NO_PERMIT, _LEGACY = m.REFUSED, m.NO_PERMIT, m.LEGACY
+
+
+class Brama:
+    """An independent Brama system: its own supervision tree, connections, timers and event
+    bus. Stop it with `stop()` or use it as a context manager."""
+
+    def __init__(self, **options: Any) -> None:
+        self._settings = Settings(options)
+        clock = self._settings.get("clock")
+        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._wall = self._clock.time
+        self._table: dict[Key, Cell] = {}
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._runtime = Runtime(self._settings, self._clock, self._table)
+        self._interest = self._runtime.bus.interest
+        self._groups = Groups(self._table, self._check_running, self._options_for,
+                              self.success, self.failure)
+        self._registrar = Registrar(self._table, self._settings, lambda: self._runtime,
+                                    self._now)
+        _fork.track(self)
+
+    def resume_after_fork(self) -> None:
+        """In a forked child: new threads and actors over the same state (see `_fork`)."""
+        self._settings.after_fork_in_child()
+        self._lock = threading.Lock()
+        if not self._stopped:
+            self._runtime = Runtime(self._settings, self._clock, self._table)
+            self._interest = self._runtime.bus.interest
+
+    # -- lookups and checks --
+
+    def lookup(self, identifier: str, scope: str | None = None) -> Cell | None:
+        """The cell of a registered connection, or None (validating the arguments)."""
+        self._check_running()
+        return self._registrar.lookup(identifier, scope)
+
+    def _cell(self, identifier: str, scope: str | None) -> Cell:
+        if (cell := self.lookup(identifier, scope)) is None:
+            raise NotFoundError(f"connection {identifier!r}{in_scope(scope)} is not registered")
+        return cell
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise BramaError("this Brama system is stopped; start a new one (or brama.shutdown())")
+
+    def _options_for(self, state: Circuit) -> Options:
+        return self._settings.resolve(state.overrides)
+
+    def _now(self) -> Now:
+        return Now(self._clock.time(), self._clock.monotonic())
+
+    # -- lifecycle --
+
+    def stop(self) -> None:
+        """Stop every actor and thread of this system; idempotent."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._table.clear()
+        self._runtime.stop()
+
+    @property
+    def running(self) -> bool:
+        """True until `stop()`."""
+        return not self._stopped
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this system reads (a `FakeClock` in tests)."""
+        return self._clock
+
+    @property
+    def cells(self) -> Mapping[Key, Cell]:
+        """The registered connections' cells by key (read-only; for integrations' fast paths).
+        Emptied when the system stops."""
+        return self._table
+
+    @property
+    def runtime(self) -> Runtime:
+        """The actors and threads behind this system (for `brama.testing` and integrations)."""
+        return self._runtime
+
+    def __enter__(self) -> Brama:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Brama {'stopped' if self._stopped else 'running'}, {len(self._table)} cells>"
+
+    # -- connections --
+
+    def register(self, identifier: str, *, scope: str | None = None, type: str = "general",
+                 metadata: Mapping[str, Any] | None = None, **options: Any) -> ConnectionStatus:
+        """Register a connection; AlreadyRegisteredError if it exists."""
+        self._check_running()
+        return self._registrar.register(identifier, scope, type, metadata, options)
+
+    def unregister(self, identifier: str, *, scope: str | None = None) -> None:
+        """Remove a connection, its actor and its timers; unknown connections are ignored."""
+        self._registrar.unregister(identifier, scope)
+
+    def available(self, identifier: str, *, scope: str | None = None) -> bool:
+        """True when a call may go ahead; counts a rejection when it may not."""
+        return self.admit(identifier, scope=scope) != _REFUSED
+
+    def admit(self, identifier: str, *, scope: str | None = None) -> int:
+        """Admit a call: a ticket for its outcome (>= 0: a half-open trial permit; -1: admitted
+        while closed), or -2 when refused. The decorator and guard use this; see `acquire`."""
+        try:
+            cell = self._table.get(identifier if scope is None else (scope, identifier))
+        except Exception:
+            cell = None
+        if cell is None and (cell := self.lookup(identifier, scope)) is None:
+            return _REFUSED
+        state = cell.circuit.state
+        if state is CLOSED:
+            return _NO_PERMIT
+        if state is OPEN:
+            next(cell.fast_rejections)
+            return _REFUSED
+        return int(self._runtime.ask(cell, m.Acquire()))
+
+    def acquire(self, identifier: str, *, scope: str | None = None) -> Permit | None:
+        """Admit a call that owns its half-open permit; None when refused (see `Permit`)."""
+        cell = self._cell(identifier, scope)
+        ticket = self.admit(cell.identifier, scope=cell.scope)
+        return None if ticket == _REFUSED else Permit(self, cell.identifier, cell.scope, ticket)
+
+    def refusal(self, identifier: str, scope: str | None = None) -> CircuitOpenError | None:
+        """The error for a call refused now (built lazily), or None if it is not registered."""
+        cell = self.lookup(identifier, scope)
+        return None if cell is None else refuse(cell, self._options_for, self._wall())
+
+    def success(self, identifier: str, *, scope: str | None = None, ticket: int | None = None,
+                duration: Any = None) -> None:
+        """Report a successful call (`ticket`: from `admit`, for a call that owns its permit)."""
+        try:
+            cell = self._table.get(identifier if scope is None else (scope, identifier))
+        except Exception:
+            cell = None
+        cell = cell or self._cell(identifier, scope)
+        state = cell.circuit
+        if state.state is CLOSED and state.failure_count == 0:
+            wanted = self._interest.wanted
+            if not (wanted.all_topics or _SUCCESS in wanted.topics):
+                next(cell.fast_successes)
+                cell.last_fast_success = self._wall()
+                return
+        self._runtime.ask(cell, m.Success(_LEGACY if ticket is None else ticket, duration))
+
+    def failure(self, identifier: str, *, scope: str | None = None, reason: Any = None,
+                ticket: int | None = None, duration: Any = None) -> None:
+        """Report a failed call; returns once the circuit has taken it into account."""
+        cell = self._cell(identifier, scope)
+        self._runtime.ask(cell, m.Failure(reason, _LEGACY if ticket is None else ticket, duration))
+
+    def release(self, identifier: str, ticket: int, *, scope: str | None = None) -> None:
+        """End a call admitted with `ticket` without an outcome: its trial permit comes back."""
+        if ticket >= 0:
+            self._runtime.ask(self._cell(identifier, scope), m.Release(ticket))
+
+    def status(self, identifier: str, *, scope: str | None = None) -> ConnectionStatus:
+        """The connection's current status, read from its snapshot."""
+        cell = self._cell(identifier, scope)
+        return cell.status(self._options_for(cell.circuit))
+
+    def connections(self, *, scope: str | None = None) -> list[ConnectionStatus]:
+        """Every registered connection, or those of `scope`."""
+        scope = check_scope(scope)
+        self._check_running()
+        return [cell.status(self._options_for(cell.circuit)) for cell in list(self._table.values())
+                if scope is None or cell.scope == scope]
+
+    def configure(self, identifier: str | None = None, *, scope: str | None = None,
+                  **options: Any) -> None:
+        """Change options globally (identifier None) or for one connection, atomically."""
+        if identifier is None:
+            check_scope(scope)
+            self._registrar.configure_all(options)
+        else:
+            self._registrar.configure_one(self._cell(identifier, scope), options)
+
+    # -- circuit control --
+
+    def open_circuit(self, identifier: str, *, scope: str | None = None, reason: Any = None,
+                     expires_in: Any = None) -> None:
+        """Force the circuit open; `expires_in` overrides this opening's expiry."""
+        cell = self._cell(identifier, scope)
+        seconds = None if expires_in is None else check_duration("expires_in", expires_in)
+        self._runtime.ask(cell, m.OpenCircuit(reason, seconds))
+
+    def close_circuit(self, identifier: str, *, scope: str | None = None,
+                      reason: Any = None) -> None:
+        """Force the circuit closed."""
+        self._runtime.ask(self._cell(identifier, scope), m.CloseCircuit(reason))
+
+    def reset_circuit(self, identifier: str, *, scope: str | None = None,
+                      reason: Any = None) -> None:
+        """Close the circuit, clear the failure count and the backoff."""
+        self._runtime.ask(self._cell(identifier, scope), m.ResetCircuit(reason))
+
+    def reset_expiry(self, identifier: str, *, scope: str | None = None) -> None:
+        """An open circuit goes to half-open now."""
+        self._runtime.ask(self._cell(identifier, scope), m.ResetExpiry())
+
+    def set_expiry(self, identifier: str, seconds: Any, *, scope: str | None = None) -> None:
+        """The expiry of this connection from now on (an open circuit's deadline moves too)."""
+        cell = self._cell(identifier, scope)
+        self._registrar.set_expiry(cell, check_duration("seconds", seconds))
+
+    def disable_expiry(self, identifier: str, *, scope: str | None = None) -> None:
+        """Keep the circuit open until a manual action."""
+        self._runtime.ask(self._cell(identifier, scope), m.DisableExpiry())
+
+    # -- events --
+
+    def subscribe(self, *, events: Iterable[EventType | str] | EventType | str | None = None,
+                  connection: str | None = None, scope: str | None = None,
+                  filter: Callable[[Any], bool] | None = None, actor: Any = None,
+                  handler: Any = None, queue_size: int | None = None) -> Subscription:
+        """Subscribe to events; see docs/api.md for the delivery modes."""
+        self._check_running()
+        target, how = subscription_args(events, connection, scope, filter, actor, handler,
+                                        queue_size)
+        return self._runtime.subscribe(target, **how)  # type: ignore[no-any-return]
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop a subscription; idempotent."""
+        if not isinstance(subscription, Subscription):
+            raise TypeError(f"unsubscribe: expected a Subscription, got {subscription!r}")
+        subscription.close()
+
+    # -- groups (see brama._groups) --
+
+    def register_group(self, name: str, members: Iterable[str], *,
+                       scope: str | None = None) -> None:
+        """Register a group of registered connections of one scope."""
+        self._groups.register(name, members, scope)
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Every registered group: name -> the identifiers of its members."""
+        self._check_running()
+        return self._groups.all()
+
+    def unregister_group(self, name: str) -> None:
+        """Forget a group (its connections stay)."""
+        self._groups.unregister(name)
+
+    def group_available(self, name: str) -> bool:
+        """True when no member is open; a pure read that takes no permits."""
+        return self._groups.available(name)
+
+    def group_status(self, name: str) -> dict[str, ConnectionStatus]:
+        """The status of every member, keyed by identifier."""
+        return self._groups.status(name)
+
+    def group_success(self, name: str) -> None:
+        """Report a success to every member."""
+        self._groups.success(name)
+
+    def group_failure(self, name: str, *, reason: Any = None) -> None:
+        """Report a failure to every member."""
+        self._groups.failure(name, reason)
