@@ -125,7 +125,7 @@ class Breaker:
         """The system and cell to use now: the cached ones while still valid."""
         binding = self.binding
         if binding is not None and binding[1].live and (
-            self.system is not None or binding[0] is _default.current()
+            self.system is not None or binding[0] is _default.system
         ):
             return binding
         return self.bind()
@@ -179,14 +179,14 @@ class Breaker:
     def success(self, system: Brama, cell: Cell, ticket: int) -> None:
         """Report a success; dropped if the connection was unregistered during the call."""
         try:  # noqa: SIM105 - a try block is free, contextlib.suppress is not
-            system.success(cell.identifier, scope=cell.scope, ticket=ticket)
+            system.succeeded(cell, ticket)
         except NotFoundError:
             pass
 
     def failure(self, system: Brama, cell: Cell, ticket: int, reason: Any) -> None:
         """Report a failure; never raises, so the caller can re-raise its own exception."""
         try:
-            system.failure(cell.identifier, scope=cell.scope, reason=reason, ticket=ticket)
+            system.failed(cell, reason, ticket)
         except NotFoundError:
             pass
         except Exception:  # the caller's exception matters more

@@ -485,8 +485,11 @@ def step(circuit: Circuit, options: Options, message: Message, now: Now,
 
 def new_circuit(now: Now, overrides: Mapping[str, Any] = EMPTY) -> Circuit:
     """A fresh, closed circuit registered now, with its per-connection options."""
-    return Circuit(registered_at=now.wall, last_activity=now.mono,
-                   overrides=MappingProxyType(dict(overrides)) if overrides else EMPTY)
+    return _FRESH.evolve(registered_at=now.wall, last_activity=now.mono,
+                         overrides=MappingProxyType(dict(overrides)) if overrides else EMPTY)
+
+
+_FRESH = Circuit()
 
 
 def resume_timers(circuit: Circuit, now: Now) -> tuple[TimerRequest, ...]:

@@ -27,10 +27,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from brama import _default
 from brama._breaker import HELD, Breaker, Ignore, check_callable, holds, judge
-from brama._circuit import CLOSED, NO_PERMIT, REFUSED
+from brama._circuit import CLOSED, NO_PERMIT, OPEN, REFUSED
 from brama._system import Brama
 from brama._validation import check_duration
+from brama.errors import NotFoundError
 
 __all__ = ["TimedOut", "circuit_breaker", "within"]
 
@@ -128,16 +130,27 @@ def _sync_wrapper(
     ignore: Ignore,
     fallback: Callable[..., Any] | None,
 ) -> Callable[P, R]:
-    bound, held = breaker.bound, HELD
+    held, default, fixed = HELD, _default, breaker.system
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        system, cell = bound()
+        binding = breaker.binding
+        if binding is None or not binding[1].live or (
+            fixed is None and binding[0] is not default.system
+        ):
+            binding = breaker.bind()
+        system, cell = binding
         outer = held.get()
         if outer is not None and holds(outer, cell):
             return func(*args, **kwargs)  # inside a call on the same connection: its permit
-        if cell.circuit.state is CLOSED:
+        state = cell.circuit.state
+        if state is CLOSED:
             ticket = NO_PERMIT
+        elif state is OPEN:  # refused on the snapshot, without the actor
+            if fallback is None:
+                raise system.reject(cell)
+            system.reject(cell)
+            return cast(R, fallback(*args, **kwargs))
         else:
             ticket, system, cell = breaker.admit(system, cell)
             if ticket == REFUSED:
@@ -159,7 +172,10 @@ def _sync_wrapper(
         finally:
             held.reset(token)
         if error_handler is None:
-            breaker.success(system, cell, ticket)
+            try:  # noqa: SIM105 - the hot path: a try block is free, suppress() is not
+                system.succeeded(cell, ticket)
+            except NotFoundError:  # unregistered during the call: the outcome is dropped
+                pass
         else:
             breaker.classify(system, cell, ticket, judge(error_handler, result))
         return result
@@ -208,16 +224,30 @@ def _async_wrapper(
     fallback: Callable[..., Any] | None,
     limit: float | None,
 ) -> Callable[P, Awaitable[Any]]:
-    bound, held = breaker.bound, HELD
+    held, default, fixed = HELD, _default, breaker.system
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        system, cell = bound()
+        binding = breaker.binding
+        if binding is None or not binding[1].live or (
+            fixed is None and binding[0] is not default.system
+        ):
+            binding = breaker.bind()
+        system, cell = binding
         outer = held.get()
         if outer is not None and holds(outer, cell):
             return await func(*args, **kwargs)
-        if cell.circuit.state is CLOSED:
+        state = cell.circuit.state
+        if state is CLOSED:
             ticket = NO_PERMIT
+        elif state is OPEN:
+            if fallback is None:
+                raise system.reject(cell)
+            system.reject(cell)
+            value = fallback(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+            return value
         else:
             ticket, system, cell = breaker.admit(system, cell)
             if ticket == REFUSED:
@@ -248,7 +278,10 @@ def _async_wrapper(
         finally:
             held.reset(token)
         if error_handler is None:
-            breaker.success(system, cell, ticket)
+            try:  # noqa: SIM105 - the hot path: a try block is free, suppress() is not
+                system.succeeded(cell, ticket)
+            except NotFoundError:
+                pass
         else:
             breaker.classify(system, cell, ticket, judge(error_handler, result))
         return result

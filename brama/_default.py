@@ -16,61 +16,62 @@ from typing import Any
 from brama._system import Brama
 from brama.errors import BramaError
 
-__all__ = ["cells", "current", "get", "shutdown", "start", "swap"]
+__all__ = ["cells", "current", "get", "shutdown", "start", "swap", "system"]
 
 _lock = threading.Lock()
-_system: Brama | None = None
+system: Brama | None = None
+"""The default system, or None (a plain read for hot paths; use `get()` to start one)."""
 cells: Mapping[Any, Any] = {}
 """The default system's cells (empty when there is none): read by the inlined hot path."""
 
 
-def _set(system: Brama | None) -> None:
-    global _system, cells
-    _system = system
-    cells = {} if system is None else system.cells
+def _set(new: Brama | None) -> None:
+    global system, cells
+    system = new
+    cells = {} if new is None else new.cells
 
 
 def current() -> Brama | None:
     """The default system if one is running, without starting one (a plain read)."""
-    return _system
+    return system
 
 
 def get() -> Brama:
     """The default system, started (with default options) on first use."""
-    system = _system
-    if system is not None and system.running:
-        return system
+    current_system = system
+    if current_system is not None and current_system.running:
+        return current_system
     with _lock:
-        if _system is None or not _system.running:
+        if system is None or not system.running:
             _set(Brama())
-        assert _system is not None
-        return _system
+        assert system is not None
+        return system
 
 
 def start(**options: Any) -> Brama:
     """Start the default system with `options`; BramaError if one is already running."""
     with _lock:
-        if _system is not None and _system.running:
+        if system is not None and system.running:
             raise BramaError("the default Brama system is already running; shutdown() it first")
-        system = Brama(**options)
-        _set(system)
-        return system
+        started = Brama(**options)
+        _set(started)
+        return started
 
 
 def shutdown() -> None:
     """Stop the default system; idempotent. A later call starts a fresh one."""
     with _lock:
-        system = _system
+        stopping = system
         _set(None)
-    if system is not None:
-        system.stop()
+    if stopping is not None:
+        stopping.stop()
 
 
-def swap(system: Brama | None) -> Brama | None:
-    """Make `system` the default (None: none yet); returns the previous one, not stopped."""
+def swap(new: Brama | None) -> Brama | None:
+    """Make `new` the default (None: none yet); returns the previous one, not stopped."""
     with _lock:
-        previous = _system
-        _set(system)
+        previous = system
+        _set(new)
     return previous
 
 

@@ -1,7 +1,8 @@
 """The vocabulary of the circuit state machine: times, tickets, messages and results.
 
-Messages are small frozen dataclasses, handled by `brama._circuit.step` in one `match`;
-results are named tuples, cheap to build on every step.
+Messages are small immutable records (frozen dataclasses; the outcome messages built on every
+report are named tuples), handled by `brama._circuit.step` in one `match`; results are named
+tuples, cheap to build on every step.
 """
 
 from __future__ import annotations
@@ -73,16 +74,18 @@ class Now(NamedTuple):
 # --- messages ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
-    """A call through the breaker succeeded; `permit` is its ticket (see the module doc)."""
+class Success(NamedTuple):
+    """A call through the breaker succeeded; `permit` is its ticket (see the module doc).
+
+    The three outcome messages are named tuples rather than dataclasses: they are built on
+    every report, and a tuple costs a fraction of a frozen dataclass's `__init__`.
+    """
 
     permit: int = LEGACY
     duration: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(NamedTuple):
     """A call through the breaker failed; `permit` is its ticket (see the module doc)."""
 
     reason: Any = None
@@ -90,8 +93,7 @@ class Failure:
     duration: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Release:
+class Release(NamedTuple):
     """A call ended without an outcome (cancelled, ignored): its permit comes back."""
 
     permit: int

@@ -18,31 +18,23 @@ from typing import Any, TypeVar
 __all__ = ["record"]
 
 T = TypeVar("T")
+_KEEP: Any = object()
+"""The default of every `evolve` parameter: keep the field as it is."""
 
 
 def record(cls: type[T]) -> type[T]:
     """Give a `__slots__` class `evolve(self, **changes)`, `__eq__`, `__hash__` and `__repr__`.
 
     `__init__` is the class's own (keyword arguments for every field). `evolve` returns a copy
-    with `changes` applied; unknown field names raise TypeError.
+    with the given fields changed (keyword-only parameters, one per field: an unknown name is a
+    TypeError, as for any call).
     """
     fields: tuple[str, ...] = tuple(cls.__slots__)  # type: ignore[attr-defined]
-    lines = ["def evolve(self, **changes):", "    new = _new(_cls)"]
-    lines += [f"    new.{name} = self.{name}" for name in fields]
-    lines += [
-        "    if changes:",
-        "        for name, value in changes.items():",
-        "            if name not in _fields:",
-        "                raise TypeError(f'{_cls.__name__}.evolve: no field {name!r}')",
-        "            _set(new, name, value)",
-        "    return new",
-    ]
-    namespace: dict[str, Any] = {
-        "_new": object.__new__,
-        "_cls": cls,
-        "_fields": frozenset(fields),
-        "_set": object.__setattr__,
-    }
+    params = ", ".join(f"{name}=_KEEP" for name in fields)
+    lines = [f"def evolve(self, *, {params}):", "    new = _new(_cls)"]
+    lines += [f"    new.{name} = self.{name} if {name} is _KEEP else {name}" for name in fields]
+    lines.append("    return new")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_KEEP": _KEEP}
     exec("\n".join(lines), namespace)
     evolve: Callable[..., Any] = namespace["evolve"]
     evolve.__doc__ = "A copy of this record with `changes` applied."

@@ -7,7 +7,7 @@ Built on the hot path of a refusal, so it only keeps references: the message ("o
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import NamedTuple
 
 from brama._cell import Cell, to_status
 from brama._circuit import HALF_OPEN, OPEN, Circuit
@@ -20,18 +20,20 @@ from brama.types import CircuitState, ConnectionStatus
 __all__ = ["Refusal", "refuse"]
 
 
-class Refusal:
-    """A refused call: the connection, its circuit as seen, and when (wall clock)."""
+class Refusal(NamedTuple):
+    """A refused call: the connection, its circuit as seen, and when (wall clock).
 
-    __slots__ = ("cell", "circuit", "options_for", "state", "wall")
+    A named tuple: it is built on every refusal, and a tuple is the cheapest record."""
 
-    def __init__(self, cell: Cell, circuit: Circuit, options_for: Callable[[Circuit], Options],
-                 wall: float) -> None:
-        self.cell = cell
-        self.circuit = circuit
-        self.options_for = options_for
-        self.state: CircuitState = circuit.state
-        self.wall = wall
+    cell: Cell
+    circuit: Circuit
+    options_for: Callable[[Circuit], Options]
+    wall: float
+
+    @property
+    def state(self) -> CircuitState:
+        """The state that refused the call."""
+        return self.circuit.state
 
     def message(self) -> str:
         """Why the call was refused and when calls will be let through again."""
@@ -56,6 +58,6 @@ class Refusal:
         return to_status(self.cell, self.circuit, self.options_for(self.circuit))
 
 
-def refuse(cell: Cell, options_for: Callable[[Circuit], Options], wall: float) -> Any:
+def refuse(cell: Cell, options_for: Callable[[Circuit], Options], wall: float) -> CircuitOpenError:
     """The `CircuitOpenError` for a call refused by `cell` now."""
     return CircuitOpenError.refused(Refusal(cell, cell.circuit, options_for, wall))

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from brama import _messages as m
-from brama._cell import Cell, Key
+from brama._cell import Cell, Key, to_status
 from brama._circuit import EMPTY, Now, new_circuit
 from brama._config import Settings, validate_options
 from brama._expiry import expiry_overrides
@@ -70,7 +70,7 @@ class Registrar:
         data = {"type": type_, "metadata": frozen}
         runtime.emit(EventType.CONNECTION_REGISTERED, identifier, scope, data)
         runtime.emit(EventType.REGISTRATION, identifier, scope, data)
-        return cell.status(resolved)
+        return to_status(cell, cell.circuit, resolved, fresh=True)
 
     def unregister(self, identifier: Any, scope: Any) -> None:
         """Remove a connection, its actor and its timers; unknown connections are ignored."""

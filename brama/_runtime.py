@@ -19,7 +19,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import pykka
 from pykka import ActorDeadError, ActorRef
@@ -88,6 +88,9 @@ class ConnectionAddress(Address):
         return self.runtime.ensure(cell)
 
 
+_now = Now
+
+
 class _Context:
     """The `ConnectionContext` a runtime gives its connection actors."""
 
@@ -100,7 +103,7 @@ class _Context:
 
     def now(self) -> Now:
         clock = self.runtime.clock
-        return Now(clock.time(), clock.monotonic())
+        return _now(clock.time(), clock.monotonic())
 
     def options(self, overrides: Any) -> tuple[int, Options]:
         settings = self.runtime.settings
@@ -251,24 +254,36 @@ class Runtime:
 
     def ask(self, cell: Cell, message: Any) -> Any:
         """Send `message` to the connection's actor and wait for the answer."""
+        ref = self.registry.whereis(cell) if cell.live else None
+        if ref is not None:  # the common case, without building an address
+            try:
+                return call(ref, message, timeout=CALL_TIMEOUT)
+            except NotHandledError:
+                pass  # it stopped before handling it: the address finds its successor
+            except Exception as exc:
+                self._translate(cell, message, exc)
         try:
             return ConnectionAddress(self, cell).ask(message, timeout=CALL_TIMEOUT)
-        except ChildNotFoundError:
+        except Exception as exc:
+            self._translate(cell, message, exc)
+
+    def _translate(self, cell: Cell, message: Any, error: Exception) -> NoReturn:
+        """Raise the Brama error for what a call to a connection raised."""
+        if isinstance(error, ChildNotFoundError):
             self.raise_if_down()
             raise NotFoundError(
                 f"connection {cell.identifier!r}{in_scope(cell.scope)} was unregistered meanwhile"
             ) from None
-        except (ActorDeadError, pykka.Timeout) as exc:
-            self.raise_if_down(exc)
-            raise BramaError(f"connection {cell.identifier!r} did not answer: {exc!r}") from exc
-        except BramaError:
-            raise
-        except Exception as exc:  # its actor crashed handling it; its supervisor restarts it
-            self.raise_if_down(exc)
-            raise BramaError(
-                f"connection {cell.identifier!r} crashed handling {type(message).__name__} "
-                f"(restarted from its last state): {exc!r}"
-            ) from exc
+        if isinstance(error, (ActorDeadError, pykka.Timeout)):
+            self.raise_if_down(error)
+            raise BramaError(f"connection {cell.identifier!r} did not answer: {error!r}") from error
+        if isinstance(error, BramaError):
+            raise error
+        self.raise_if_down(error)  # its actor crashed handling it; its supervisor restarts it
+        raise BramaError(
+            f"connection {cell.identifier!r} crashed handling {type(message).__name__} "
+            f"(restarted from its last state): {error!r}"
+        ) from error
 
     def crash(self, cell: Cell) -> None:
         """Make the connection's actor die of an unhandled exception (a testing hook)."""

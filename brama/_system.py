@@ -168,6 +168,11 @@ class Brama:
         cell = self.lookup(identifier, scope)
         return None if cell is None else refuse(cell, self._options_for, self._wall())
 
+    def reject(self, cell: Cell) -> CircuitOpenError:
+        """Count a call refused by an open `cell` and return its error (the decorator's path)."""
+        next(cell.fast_rejections)
+        return refuse(cell, self._options_for, self._wall())
+
     def success(self, identifier: str, *, scope: str | None = None, ticket: int | None = None,
                 duration: Any = None) -> None:
         """Report a successful call (`ticket`: from `admit`, for a call that owns its permit)."""
@@ -175,21 +180,30 @@ class Brama:
             cell = self._table.get(identifier if scope is None else (scope, identifier))
         except Exception:
             cell = None
-        cell = cell or self._cell(identifier, scope)
+        self.succeeded(cell or self._cell(identifier, scope), _LEGACY if ticket is None else ticket,
+                       duration)
+
+    def succeeded(self, cell: Cell, ticket: int = _LEGACY, duration: Any = None) -> None:
+        """`success` for a cell already looked up (the decorator's and guard's path)."""
         state = cell.circuit
         if state.state is CLOSED and state.failure_count == 0:
             wanted = self._interest.wanted
-            if not (wanted.all_topics or _SUCCESS in wanted.topics):
+            if not wanted.all_topics and _SUCCESS not in wanted.topics:
                 next(cell.fast_successes)
                 cell.last_fast_success = self._wall()
                 return
-        self._runtime.ask(cell, m.Success(_LEGACY if ticket is None else ticket, duration))
+        self._runtime.ask(cell, m.Success(ticket, duration))
 
     def failure(self, identifier: str, *, scope: str | None = None, reason: Any = None,
                 ticket: int | None = None, duration: Any = None) -> None:
         """Report a failed call; returns once the circuit has taken it into account."""
-        cell = self._cell(identifier, scope)
-        self._runtime.ask(cell, m.Failure(reason, _LEGACY if ticket is None else ticket, duration))
+        self.failed(self._cell(identifier, scope), reason,
+                    _LEGACY if ticket is None else ticket, duration)
+
+    def failed(self, cell: Cell, reason: Any = None, ticket: int = _LEGACY,
+               duration: Any = None) -> None:
+        """`failure` for a cell already looked up (the decorator's and guard's path)."""
+        self._runtime.ask(cell, m.Failure(reason, ticket, duration))
 
     def release(self, identifier: str, ticket: int, *, scope: str | None = None) -> None:
         """End a call admitted with `ticket` without an outcome: its trial permit comes back."""

@@ -41,7 +41,10 @@ class ConfigWarning(UserWarning):
 class Refusal(Protocol):
     """What a refused call captured, turned into a message and a status only when read."""
 
-    state: Any
+    @property
+    def state(self) -> Any:
+        """The state that refused the call."""
+        ...
 
     def message(self) -> str:
         """The error message."""
@@ -60,9 +63,9 @@ class CircuitOpenError(BramaError):
     when they are first read, so that refusing a call stays cheap.
     """
 
-    _refusal: Refusal | None
-    _message: str | None
-    _status: Any
+    _refusal: Refusal | None = None
+    _message: str | None = None
+    _status: Any = None
 
     def __init__(self, status: Any, message: str | None = None) -> None:
         super().__init__()
@@ -74,9 +77,7 @@ class CircuitOpenError(BramaError):
     def refused(cls, refusal: Refusal) -> CircuitOpenError:
         """An error whose message and status come from `refusal`, built when first read."""
         error = cls.__new__(cls)
-        error._refusal = refusal
-        error._status = None
-        error._message = None
+        error._refusal = refusal  # the other fields keep their class defaults (None)
         return error
 
     @property

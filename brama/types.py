@@ -71,7 +71,7 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value) if value is not None else {})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ConnectionStatus:
     """A point-in-time snapshot of one connection: its circuit, its settings and its metrics.
 

@@ -127,8 +127,8 @@ class Actor(pykka.ThreadingActor):
 
     def _otp_setup(self) -> bool:
         core = self._otp_core
-        with core.mutex:
-            core.pending += 1  # no direct call before on_start is done
+        core.run.acquire()  # no direct call before on_start is done
+        core.owner = threading.get_ident()
         try:
             self.on_start()
         except BaseException as exc:
@@ -142,8 +142,8 @@ class Actor(pykka.ThreadingActor):
             self.actor_stopped.set()
             return False
         finally:
-            with core.mutex:
-                core.pending -= 1
+            core.owner = 0
+            core.run.release()
             core.started.set()
         return True
 
@@ -305,29 +305,34 @@ _NOT_IDLE: Final = object()
 
 
 def _call_direct(core: Core, ref: ActorRef[Any], message: Any) -> Any:
-    """Run `message`'s handler on this thread if the actor is idle; `_NOT_IDLE` otherwise."""
+    """Run `message`'s handler on this thread if the actor is idle; `_NOT_IDLE` otherwise.
+
+    Idle means: its lock is free and nothing is queued or running (`pending` counts every
+    message put in the inbox until its handler has finished). Holding the lock keeps the
+    actor's own thread from starting a handler, so one message runs at a time; a message
+    queued meanwhile by another sender simply runs after this one.
+    """
     me = threading.get_ident()
     if core.owner == me:
         raise SelfCallError(f"{ref} called itself from its own handler: it would never answer")
-    with core.mutex:
-        if core.pending or core.actor is None:
-            return _NOT_IDLE
-        core.pending = 1
+    run = core.run
+    if not run.acquire(False):
+        return _NOT_IDLE
     try:
-        with core.run:
-            actor = core.actor
-            if actor is None or actor.actor_stopped.is_set():
-                raise NotHandledError(f"{ref} stopped before handling the message")
-            core.owner = me
-            try:
-                result = actor._otp_dispatch(message)
-            except BaseException as exc:
-                raise actor._otp_crash(exc) from None
-            finally:
-                core.owner = 0
+        actor = core.actor
+        if core.pending or actor is None:
+            return _NOT_IDLE
+        if actor.actor_stopped.is_set():
+            raise NotHandledError(f"{ref} stopped before handling the message")
+        core.owner = me
+        try:
+            result = actor._otp_dispatch(message)
+        except BaseException as exc:
+            raise actor._otp_crash(exc) from None
+        finally:
+            core.owner = 0
     finally:
-        with core.mutex:
-            core.pending -= 1
+        run.release()
     if isinstance(result, ErrorReply):
         raise result.error
     return result

@@ -145,8 +145,8 @@ class Core:
         self.done = threading.Event()  # the thread ended and every queued call was answered
         self.started = threading.Event()  # on_start finished (or failed)
         self.start_error: BaseException | None = None
-        self.mutex = threading.Lock()  # guards pending
-        self.pending = 0  # messages queued or running
+        self.mutex = threading.Lock()  # guards the writes of pending
+        self.pending = 0  # messages put in the inbox whose handler has not finished
         self.run = threading.Lock()  # held while a handler runs, on whatever thread
         self.owner = 0  # ident of the thread running a handler, 0 when none
         self.actor: Any = None  # the Actor while it lives
