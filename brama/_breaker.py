@@ -176,17 +176,19 @@ class Breaker:
             system.status(cell.identifier, scope=cell.scope)
         )
 
-    def success(self, system: Brama, cell: Cell, ticket: int) -> None:
+    def success(self, system: Brama, cell: Cell, ticket: int,
+                duration: float | None = None) -> None:
         """Report a success; dropped if the connection was unregistered during the call."""
         try:  # noqa: SIM105 - a try block is free, contextlib.suppress is not
-            system.succeeded(cell, ticket)
+            system.succeeded(cell, ticket, duration)
         except NotFoundError:
             pass
 
-    def failure(self, system: Brama, cell: Cell, ticket: int, reason: Any) -> None:
+    def failure(self, system: Brama, cell: Cell, ticket: int, reason: Any,
+                duration: float | None = None) -> None:
         """Report a failure; never raises, so the caller can re-raise its own exception."""
         try:
-            system.failed(cell, reason, ticket)
+            system.failed(cell, reason, ticket, duration)
         except NotFoundError:
             pass
         except Exception:  # the caller's exception matters more
@@ -203,22 +205,23 @@ class Breaker:
             get_logger(_log).warning("permit_release_failed", connection=cell.identifier,
                                      scope=cell.scope, exc_info=True)
 
-    def classify(self, system: Brama, cell: Cell, ticket: int, verdict: Any) -> None:
+    def classify(self, system: Brama, cell: Cell, ticket: int, verdict: Any,
+                 duration: float | None = None) -> None:
         """Report a return value as `error_handler` classified it; a verdict that is none of
         the accepted ones reports nothing (the permit comes back) and raises."""
         if isinstance(verdict, str):
             if verdict == "success":
-                self.success(system, cell, ticket)
+                self.success(system, cell, ticket, duration)
                 return
             if verdict == "failure":
-                self.failure(system, cell, ticket, None)
+                self.failure(system, cell, ticket, None, duration)
                 return
             if verdict == "ignore":
                 self.release(system, cell, ticket)
                 return
         elif (isinstance(verdict, tuple) and len(verdict) == 2
               and isinstance(verdict[0], str) and verdict[0] == "failure"):
-            self.failure(system, cell, ticket, verdict[1])
+            self.failure(system, cell, ticket, verdict[1], duration)
             return
         self.release(system, cell, ticket)
         expected = f"error_handler must return {VERDICTS}"

@@ -9,14 +9,15 @@ hot path without the actor, atomically (`itertools.count`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
-from brama._circuit import OPEN, Circuit, expiry_for
+from brama._circuit import CLOSED, OPEN, Circuit, expiry_for, window_of
 from brama._options import Options
+from brama._window import Rates
 from brama.types import ConnectionStatus
 
-__all__ = ["Cell", "Key", "count_value", "key_of", "to_status"]
+__all__ = ["Cell", "FastPolicy", "Key", "count_value", "fast_policy", "key_of", "to_status"]
 
 Key = str | tuple[str, str]
 """A connection's key in the system's table: the identifier alone when it has no scope (the
@@ -33,6 +34,32 @@ def count_value(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])
 
 
+class FastPolicy(NamedTuple):
+    """The rate policies as the hot path sees them."""
+
+    slow_after: float | None
+    """A call at least this slow (seconds) is reported through the actor."""
+    time_window: bool
+    """Successes in a new second go through the actor (it moves the time window on)."""
+    warm: bool
+    """The window holds minimum_calls: from then on a fast success can only lower the rates.
+    Until then every success goes through the actor, which judges the rates on each."""
+
+
+def fast_policy(options: Options, circuit: Circuit | None = None, now: float = 0.0,
+                seen_fast: int = 0) -> FastPolicy | None:
+    """The hot path's view of `options`' rate policies for `circuit` (None: no policy)."""
+    if not options.windowed:
+        return None
+    warm = False
+    if circuit is not None:
+        window = window_of(circuit, options, now)
+        if window is not None and circuit.state is CLOSED:
+            pending = max(seen_fast - circuit.folded, 0)
+            warm = window.rates(options.minimum_calls, now, pending).calls >= options.minimum_calls
+    return FastPolicy(options.slow_call_duration, options.window_type == "time", warm)
+
+
 class Cell:
     """One registration of a connection: identity, published circuit and fast counters.
 
@@ -44,14 +71,17 @@ class Cell:
     __slots__ = (
         "circuit",
         "fast_rejections",
+        "fast_seen",
         "fast_successes",
         "identifier",
         "key",
         "last_fast_success",
         "live",
         "metadata",
+        "policy",
         "scope",
         "type",
+        "window_second",
     )
 
     def __init__(
@@ -72,18 +102,22 @@ class Cell:
         self.fast_rejections = itertools.count()
         self.last_fast_success: float | None = None
         self.live = True
+        self.policy: FastPolicy | None = None
+        """What the hot path must know of the rate policies (None: none is on)."""
+        self.fast_seen = -1
+        """The last value the hot path took from `fast_successes` (for the window)."""
+        self.window_second = 0
+        """The second a time window's current bucket is in (successes in another one go
+        through the actor, which moves the window on)."""
 
     def __repr__(self) -> str:
         where = "" if self.scope is None else f" in {self.scope!r}"
         return f"<Cell {self.identifier!r}{where} {self.circuit.state.value}>"
 
-    def status(self, options: Options) -> ConnectionStatus:
-        """The public status: the published state, merged with the hot path's counters."""
-        return to_status(self, self.circuit, options)
-
-    def status_later(self, options: Options, circuit: Circuit) -> Callable[[], ConnectionStatus]:
-        """The status of `circuit` (a snapshot taken before), built when called."""
-        return lambda: to_status(self, circuit, options)
+    def status(self, options: Options, now: float | None = None) -> ConnectionStatus:
+        """The public status: the published state, merged with the hot path's counters
+        (`now`, on the monotonic clock, ages a time window)."""
+        return to_status(self, self.circuit, options, now=now)
 
 
 def _latest(a: float | None, b: float | None) -> float | None:
@@ -94,13 +128,15 @@ def _latest(a: float | None, b: float | None) -> float | None:
     return max(a, b)
 
 
-def to_status(cell: Cell, circuit: Circuit, options: Options, *,
-              fresh: bool = False) -> ConnectionStatus:
+def to_status(cell: Cell, circuit: Circuit, options: Options, *, fresh: bool = False,
+              now: float | None = None) -> ConnectionStatus:
     """The public snapshot of `circuit`, adding the counters kept outside the actor.
 
-    `fresh`: the cell was just registered, its counters are still zero. The status is built
-    without going through its `__init__` (a frozen dataclass sets each of its 28 fields with
-    `object.__setattr__`, which made a registration twice as slow): every value here was
+    `fresh`: the cell was just registered, its counters are still zero. `now` (monotonic) ages
+    a time window; without it the window is read as of the circuit's last activity.
+
+    The status is built without its `__init__` (a frozen dataclass sets each of its fields
+    with `object.__setattr__`, which made a registration twice as slow): every value here was
     already validated, and the metadata is already a read-only copy owned by the cell.
     """
     fast_successes = 0 if fresh else count_value(cell.fast_successes)
@@ -112,6 +148,13 @@ def to_status(cell: Cell, circuit: Circuit, options: Options, *,
     if circuit.state is OPEN and circuit.open_deadline is not None:
         assert circuit.opened_at is not None and circuit.current_expiry is not None
         open_until = circuit.opened_at + circuit.current_expiry
+    at = circuit.last_activity if now is None else now
+    window = window_of(circuit, options, at) if circuit.state is CLOSED else circuit.window
+    if window is None:
+        rates = _NO_RATES
+    else:
+        pending = max(cell.fast_seen + 1 - circuit.folded, 0) if circuit.state is CLOSED else 0
+        rates = window.rates(options.minimum_calls, at, pending)
     status = _new(ConnectionStatus)
     vars(status).update(
         identifier=cell.identifier,
@@ -142,8 +185,12 @@ def to_status(cell: Cell, circuit: Circuit, options: Options, *,
         half_open_permits_in_use=len(circuit.permits),
         open_until=open_until,
         total_openings=circuit.total_openings,
+        failure_rate=rates.failure_rate,
+        slow_call_rate=rates.slow_call_rate if options.slow_call_duration is not None else None,
+        calls_in_window=rates.calls,
     )
     return status
 
 
 _new = object.__new__
+_NO_RATES = Rates(0, 0, 0, None, None)

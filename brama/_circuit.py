@@ -69,6 +69,7 @@ from brama._messages import (
 )
 from brama._options import Options
 from brama._record import record
+from brama._window import TimeWindow, Window, new_window
 from brama.types import CircuitState, EventType
 
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
     "permit_timer",
     "resume_timers",
     "step",
+    "window_of",
 ]
 
 CLOSED = CircuitState.CLOSED
@@ -117,6 +119,7 @@ class Circuit:
         "current_expiry",
         "expiry_disabled",
         "failure_count",
+        "folded",
         "generation",
         "half_open_successes",
         "last_activity",
@@ -136,6 +139,7 @@ class Circuit:
         "total_failures",
         "total_openings",
         "total_successes",
+        "window",
     )
 
     def __init__(
@@ -163,6 +167,8 @@ class Circuit:
         registered_at: float | None = None,
         last_activity: float = 0.0,
         overrides: Mapping[str, Any] = EMPTY,
+        window: Window | None = None,
+        folded: int = 0,
     ) -> None:
         self.state: Final = state
         self.failure_count: Final = failure_count
@@ -194,6 +200,10 @@ class Circuit:
         """Monotonic time of the last registration, outcome or state change (inactivity)."""
         self.overrides: Final = overrides
         """Per-connection options (validated by the caller), read-only."""
+        self.window: Final = window
+        """Recent calls for the rate policies (None: no policy, or none since closing)."""
+        self.folded: Final = folded
+        """How many of the hot path's successes are already in the window."""
 
     if TYPE_CHECKING:
 
@@ -232,16 +242,18 @@ def expiry_for(circuit: Circuit, options: Options) -> float:
 
 
 def _state_change(previous: CircuitState, new: CircuitState, reason: Any, failure_count: int,
-                  trigger: str) -> Emit:
-    """The STATE_CHANGE event every transition emits."""
-    return Emit(EventType.STATE_CHANGE, {
-        "previous_state": previous, "new_state": new, "reason": reason,
-        "failure_count": failure_count, "trigger": trigger,
-    })
+                  trigger: str, rule: str | None = None) -> Emit:
+    """The STATE_CHANGE event every transition emits (with the rule that opened it, if any)."""
+    data = {"previous_state": previous, "new_state": new, "reason": reason,
+            "failure_count": failure_count, "trigger": trigger}
+    if rule is not None:
+        data["rule"] = rule
+    return Emit(EventType.STATE_CHANGE, data)
 
 
 def _open(c: Circuit, options: Options, now: Now, wants: frozenset[EventType], *,
-          reason: Any, trigger: str, expires_in: float | None = None) -> Step:
+          reason: Any, trigger: str, expires_in: float | None = None,
+          rule: str | None = None) -> Step:
     """Open (or re-open) the circuit at the current backoff step, arming its expiry tick."""
     previous = c.state
     expiry = next_opening_expiry(c.opening_step, options) if expires_in is None else expires_in
@@ -258,12 +270,15 @@ def _open(c: Circuit, options: Options, now: Now, wants: frozenset[EventType], *
     )
     events: list[Emit] = []
     if changed and EventType.STATE_CHANGE in wants:
-        events.append(_state_change(previous, OPEN, reason, c.failure_count, trigger))
+        events.append(_state_change(previous, OPEN, reason, c.failure_count, trigger, rule))
     if EventType.CIRCUIT_OPENED in wants:
-        events.append(Emit(EventType.CIRCUIT_OPENED, {
+        opened_data = {
             "reason": reason, "failure_count": c.failure_count, "expiry": expiry,
             "expiry_disabled": c.expiry_disabled, "previous_state": previous, "trigger": trigger,
-        }))
+        }
+        if rule is not None:
+            opened_data["rule"] = rule
+        events.append(Emit(EventType.CIRCUIT_OPENED, opened_data))
     expiry_timer = (
         _CANCEL_EXPIRY if deadline is None
         else TimerRequest(EXPIRY_TIMER, expiry, ExpiryTick(generation))
@@ -300,7 +315,7 @@ def _close(c: Circuit, now: Now, wants: frozenset[EventType], *, reason: Any, ev
         current_expiry=None,
         expiry_disabled=False if clear_disabled else c.expiry_disabled,
         generation=c.generation + 1 if changed else c.generation,
-        half_open_successes=0, permits=(),
+        half_open_successes=0, permits=(), window=None,
         last_state_change=now.wall if changed else c.last_state_change, last_activity=now.mono,
     )
     events: list[Emit] = []
@@ -335,13 +350,76 @@ def _outcome(kind: EventType, failure_count: int, reason: Any,
     return ()
 
 
-def _on_success(c: Circuit, options: Options, now: Now, permit: int,
-                wants: frozenset[EventType]) -> Step:
+def window_of(c: Circuit, options: Options, now: float) -> Window | None:
+    """The circuit's window as the current options shape it: its own if it has that shape,
+    else a new, empty one (None when no rate policy is on)."""
+    if not options.windowed:
+        return None
+    window, kind, size = c.window, options.window_type, options.window_size
+    if window is None or window.size != size or (kind == "time") != isinstance(window, TimeWindow):
+        return new_window(kind, size, now)
+    return window
+
+
+def _record(c: Circuit, options: Options, now: Now, failed: bool, duration: float | None,
+            seen_fast: int) -> tuple[Window | None, int]:
+    """The window after one more call (and the hot path's successes since the last step),
+    shaped by the current options; with how many hot-path successes it now holds."""
+    window = window_of(c, options, now.mono)
+    if window is None:
+        return None, seen_fast
+    folded = c.folded  # a new window starts from the successes the old one had folded
+    window = window.add_successes(seen_fast - folded, now.mono)
+    slow = (duration is not None and options.slow_call_duration is not None
+            and duration >= options.slow_call_duration)
+    return window.record(failed, slow, now.mono), max(seen_fast, folded)
+
+
+def _exceeded(window: Window | None, options: Options,
+              now: Now) -> tuple[str, EventType, float, float] | None:
+    """The rate rule a closed circuit's window now breaks: (rule, event, rate, threshold).
+
+    Checked after every call recorded, successes too: the call that brings the window to
+    `minimum_calls` is the first one its rates are judged on."""
+    if window is None:
+        return None
+    rates = window.rates(options.minimum_calls, now.mono)
+    threshold = options.failure_rate_threshold
+    if threshold is not None and rates.failure_rate is not None and (
+        rates.failure_rate >= threshold
+    ):
+        return "failure_rate", EventType.FAILURE_RATE_EXCEEDED, rates.failure_rate, threshold
+    threshold = options.slow_call_rate_threshold
+    if threshold is not None and rates.slow_call_rate is not None and (
+        rates.slow_call_rate >= threshold
+    ):
+        return "slow_call_rate", EventType.SLOW_CALL_RATE_EXCEEDED, rates.slow_call_rate, threshold
+    return None
+
+
+def _trip(c: Circuit, options: Options, now: Now, wants: frozenset[EventType],
+          outcome: tuple[Emit, ...], broken: tuple[str, EventType, float, float]) -> Step:
+    """Open a closed circuit because a rate rule is broken."""
+    rule, event, rate, threshold = broken
+    exceeded: tuple[Emit, ...] = ()
+    if event in wants:
+        calls = c.window.rates(options.minimum_calls, now.mono).calls if c.window else 0
+        exceeded = (Emit(event, {"rate": rate, "threshold": threshold, "calls": calls}),)
+    opened = _open(c, options, now, wants, reason=rule, trigger=rule, rule=rule)
+    return Step(opened.circuit, (*outcome, *exceeded, *opened.events), opened.timers)
+
+
+def _on_success(c: Circuit, options: Options, now: Now, permit: int, duration: float | None,
+                wants: frozenset[EventType], seen_fast: int) -> Step:
     """A success resets failures when closed and counts towards closing in half-open."""
     if c.state is CLOSED:
+        window, folded = _record(c, options, now, False, duration, seen_fast)
         c = c.evolve(total_successes=c.total_successes + 1, last_success_time=now.wall,
-                     last_activity=now.mono, failure_count=0)
-        return Step(c, _outcome(EventType.SUCCESS, 0, None, wants))
+                     last_activity=now.mono, failure_count=0, window=window, folded=folded)
+        outcome = _outcome(EventType.SUCCESS, 0, None, wants)
+        broken = _exceeded(window, options, now)
+        return Step(c, outcome) if broken is None else _trip(c, options, now, wants, outcome,
+                                                             broken)
     taken = _take_permit(c, permit) if c.state is HALF_OPEN else None
     if taken is None:  # open, or a call that holds no permit of this half-open period
         c = c.evolve(total_successes=c.total_successes + 1, last_success_time=now.wall,
@@ -362,7 +440,7 @@ def _on_success(c: Circuit, options: Options, now: Now, permit: int,
 
 
 def _on_failure(c: Circuit, options: Options, now: Now, reason: Any, permit: int,
-                wants: frozenset[EventType]) -> Step:
+                duration: float | None, wants: frozenset[EventType], seen_fast: int) -> Step:
     """A failure counts towards opening when closed, and re-opens from half-open."""
     state = c.state
     taken = _take_permit(c, permit) if state is HALF_OPEN else None
@@ -370,16 +448,21 @@ def _on_failure(c: Circuit, options: Options, now: Now, reason: Any, permit: int
         c = c.evolve(total_failures=c.total_failures + 1, last_failure_time=now.wall,
                      last_failure_reason=reason, last_activity=now.mono)
         return Step(c, _outcome(EventType.FAILURE, c.failure_count, reason, wants))
+    window, folded = (_record(c, options, now, True, duration, seen_fast) if state is CLOSED
+                      else (c.window, c.folded))
     c = c.evolve(
         total_failures=c.total_failures + 1, last_failure_time=now.wall,
         last_failure_reason=reason, last_activity=now.mono, failure_count=c.failure_count + 1,
-        permits=c.permits if taken is None else taken[0],
+        permits=c.permits if taken is None else taken[0], window=window, folded=folded,
     )
     failure = _outcome(EventType.FAILURE, c.failure_count, reason, wants)
     if state is CLOSED and c.failure_count < options.max_attempts:
-        return Step(c, failure)
+        broken = _exceeded(window, options, now)
+        return Step(c, failure) if broken is None else _trip(c, options, now, wants, failure,
+                                                             broken)
     trigger = "failures" if state is CLOSED else "half_open_failure"
-    opened = _open(c, options, now, wants, reason=reason, trigger=trigger)
+    rule = "max_attempts" if state is CLOSED else None
+    opened = _open(c, options, now, wants, reason=reason, trigger=trigger, rule=rule)
     cancel = () if taken is None or taken[1] is None else (_cancel(taken[1]),)
     return Step(opened.circuit, (*failure, *opened.events), (*cancel, *opened.timers))
 
@@ -438,14 +521,20 @@ def _on_set_expiry(c: Circuit, now: Now, seconds: float, wants: frozenset[EventT
 
 
 def step(circuit: Circuit, options: Options, message: Message, now: Now,
-         wants: frozenset[EventType] = ALL_EVENTS) -> Step:
-    """Handle one message: the new circuit, the events wanted, timers to arm, and a reply."""
+         wants: frozenset[EventType] = ALL_EVENTS, seen_fast: int = 0) -> Step:
+    """Handle one message: the new circuit, the events wanted, timers to arm, and a reply.
+
+    `seen_fast` is how many successes the hot path has counted without the actor so far (for
+    the rate policies' window); `wants`, which event types someone listens to.
+    """
     c = circuit
+    if seen_fast > c.folded and (c.state is not CLOSED or not options.windowed):
+        c = c.evolve(folded=seen_fast)  # successes outside a closed window are not its calls
     match message:
-        case Failure(reason=reason, permit=permit):
-            return _on_failure(c, options, now, reason, permit, wants)
-        case Success(permit=permit):
-            return _on_success(c, options, now, permit, wants)
+        case Failure(reason=reason, permit=permit, duration=duration):
+            return _on_failure(c, options, now, reason, permit, duration, wants, seen_fast)
+        case Success(permit=permit, duration=duration):
+            return _on_success(c, options, now, permit, duration, wants, seen_fast)
         case Acquire():
             return _on_acquire(c, options, now)
         case Release(permit=permit):

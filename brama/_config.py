@@ -21,6 +21,7 @@ from typing import Any
 
 from brama._options import (
     CONNECTION_OPTIONS,
+    DEFAULT_WINDOW_SIZES,
     DEFAULTS,
     GLOBAL_OPTIONS,
     SPECS,
@@ -74,7 +75,7 @@ def _parse_env(name: str, raw: str) -> Any:
     match spec.kind:
         case "int":
             return int(text)
-        case "seconds" | "factor":
+        case "seconds" | "factor" | "rate" | "size":
             return float(text)
         case _:
             return text.lower()
@@ -122,7 +123,11 @@ def options_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, tuple
 
 
 def _effective(merged: Mapping[str, Any], name: str) -> Any:
-    """The effective value of `name` in a merged layer dict, deriving the expiry bounds."""
+    """The effective value of `name` in a merged layer dict, deriving the expiry bounds and
+    the window size."""
+    if name == "window_size":
+        size = merged.get("window_size")
+        return DEFAULT_WINDOW_SIZES[merged["window_type"]] if size is None else size
     if name in merged:
         return merged[name]
     if name == "initial_expiry":
@@ -144,17 +149,40 @@ def _origin(origins: Mapping[str, str], merged: Mapping[str, Any], name: str) ->
 
 
 def _cross_check(values: Mapping[str, Any], origins: Mapping[str, str]) -> None:
-    """ConfigError unless max_expiry >= initial_expiry, naming both values and origins."""
+    """ConfigError for options that are fine alone but not together, naming their origins."""
+
+    def where(name: str) -> str:
+        origin = _origin(origins, values, name)
+        return origin if origin.startswith("derived") else f"from {origin}"
+
     initial, maximum = _effective(values, "initial_expiry"), _effective(values, "max_expiry")
     if maximum < initial:
-
-        def where(name: str) -> str:
-            origin = _origin(origins, values, name)
-            return origin if origin.startswith("derived") else f"from {origin}"
-
         raise ConfigError(
             f"option max_expiry={maximum!r} ({where('max_expiry')}) must be "
             f">= initial_expiry={initial!r} ({where('initial_expiry')})"
+        )
+    if "window_type" not in values:
+        return  # a layer alone (options given together are checked when resolved)
+    if values.get("slow_call_rate_threshold") is not None and (
+        values.get("slow_call_duration") is None
+    ):
+        raise ConfigError(
+            f"option slow_call_rate_threshold={values['slow_call_rate_threshold']!r} "
+            f"({where('slow_call_rate_threshold')}) needs slow_call_duration: without it no "
+            "call is slow"
+        )
+    size = _effective(values, "window_size")
+    if float(size) != int(size):
+        raise ConfigError(
+            f"option window_size={size!r} ({where('window_size')}) must be a whole number "
+            f"(of calls for a count window, of seconds for a time window)"
+        )
+    minimum = values.get("minimum_calls", 1)
+    if values["window_type"] == "count" and minimum > size:
+        raise ConfigError(
+            f"option minimum_calls={minimum!r} ({where('minimum_calls')}) must be <= "
+            f"window_size={int(size)!r} ({where('window_size')}): a count window never holds "
+            "more calls than its size, so no rate would ever be judged"
         )
 
 
@@ -268,7 +296,9 @@ class Settings:
         checked = validate_options(overrides, allowed=CONNECTION_OPTIONS, source=source)
         merged = {**snapshot.merged, **checked}
         _cross_check(merged, {**snapshot.origins, **dict.fromkeys(checked, source)})
-        options = Options(**{name: _effective(merged, name) for name in CONNECTION_OPTIONS})
+        values = {name: _effective(merged, name) for name in CONNECTION_OPTIONS}
+        values["window_size"] = int(values["window_size"])
+        options = Options(**values)
         if key is not None:
             if len(snapshot.cache) >= _CACHE_LIMIT:
                 snapshot.cache.clear()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from brama import _circuit as circuit
-from brama._cell import Cell
+from brama._cell import Cell, fast_policy
 from brama._circuit import Circuit, Emit, Now
 from brama._options import Options
 from brama.otp import Actor, TimerRef, get_logger, safe_text
@@ -162,8 +162,11 @@ class ConnectionActor(Actor):
         before = cell.circuit
         options = self._options(before)
         now = context.now()
-        result = circuit.step(before, options, message, now, context.wants())
+        result = circuit.step(before, options, message, now, context.wants(), cell.fast_seen + 1)
         after = result.circuit
+        if options.windowed or cell.policy is not None:  # what the hot path must check now
+            cell.window_second = int(now.mono // 1)
+            cell.policy = fast_policy(options, after, now.mono, cell.fast_seen + 1)
         cell.circuit = after
         for key, delay, timer_message in result.timers:
             if timer_message is None:

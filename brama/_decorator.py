@@ -157,6 +157,9 @@ def _sync_wrapper(
                 if fallback is None:
                     raise breaker.refusal(system, cell)
                 return cast(R, fallback(*args, **kwargs))
+        policy = cell.policy  # a slow-call policy wants the call's duration
+        clock = None if policy is None or policy.slow_after is None else system.clock.monotonic
+        started = 0.0 if clock is None else clock()
         token = held.set((cell, outer))
         try:
             result = func(*args, **kwargs)
@@ -164,20 +167,22 @@ def _sync_wrapper(
             if ignore(exc):
                 breaker.release(system, cell, ticket)
             else:
-                breaker.failure(system, cell, ticket, repr(exc))
+                breaker.failure(system, cell, ticket, repr(exc),
+                                None if clock is None else clock() - started)
             raise
         except BaseException:
             breaker.release(system, cell, ticket)
             raise
         finally:
             held.reset(token)
+        duration = None if clock is None else clock() - started
         if error_handler is None:
             try:  # noqa: SIM105 - the hot path: a try block is free, suppress() is not
-                system.succeeded(cell, ticket)
+                system.succeeded(cell, ticket, duration)
             except NotFoundError:  # unregistered during the call: the outcome is dropped
                 pass
         else:
-            breaker.classify(system, cell, ticket, judge(error_handler, result))
+            breaker.classify(system, cell, ticket, judge(error_handler, result), duration)
         return result
 
     return wrapper
@@ -257,6 +262,9 @@ def _async_wrapper(
                 if inspect.isawaitable(value):
                     value = await value
                 return value
+        policy = cell.policy
+        clock = None if policy is None or policy.slow_after is None else system.clock.monotonic
+        started = 0.0 if clock is None else clock()
         token = held.set((cell, outer))
         try:
             if limit is None:
@@ -264,26 +272,29 @@ def _async_wrapper(
             else:
                 result = await within(limit, func(*args, **kwargs))
         except TimedOut as timed_out:
-            breaker.failure(system, cell, ticket, f"timeout: no answer within {limit:g} s")
+            breaker.failure(system, cell, ticket, f"timeout: no answer within {limit:g} s",
+                            None if clock is None else clock() - started)
             raise timed_out.error from None
         except Exception as exc:
             if ignore(exc):
                 breaker.release(system, cell, ticket)
             else:
-                breaker.failure(system, cell, ticket, repr(exc))
+                breaker.failure(system, cell, ticket, repr(exc),
+                                None if clock is None else clock() - started)
             raise
         except BaseException:
             breaker.release(system, cell, ticket)
             raise
         finally:
             held.reset(token)
+        duration = None if clock is None else clock() - started
         if error_handler is None:
             try:  # noqa: SIM105 - the hot path: a try block is free, suppress() is not
-                system.succeeded(cell, ticket)
+                system.succeeded(cell, ticket, duration)
             except NotFoundError:
                 pass
         else:
-            breaker.classify(system, cell, ticket, judge(error_handler, result))
+            breaker.classify(system, cell, ticket, judge(error_handler, result), duration)
         return result
 
     return wrapper

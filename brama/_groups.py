@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from brama._cell import Cell, Key, key_of
-from brama._circuit import Circuit
-from brama._options import Options
 from brama._validation import check_scope, in_scope, plain_str
 from brama.errors import AlreadyRegisteredError, NotFoundError
 from brama.otp import safe_repr
@@ -85,14 +83,14 @@ class Groups:
         self,
         table: dict[Key, Cell],
         check_running: Callable[[], None],
-        options_for: Callable[[Circuit], Options],
+        status_of: Callable[[Cell], ConnectionStatus],
         success: Callable[..., None],
         failure: Callable[..., None],
     ) -> None:
         self._table = table
         self._groups: dict[str, tuple[Member, ...]] = {}
         self._check_running = check_running
-        self._options_for = options_for
+        self._status_of = status_of
         self._success = success
         self._failure = failure
 
@@ -147,7 +145,7 @@ class Groups:
         for scope, identifier in self._members(name):
             cell = table.get(key_of(scope, identifier))
             if cell is not None:
-                result[identifier] = cell.status(self._options_for(cell.circuit))
+                result[identifier] = self._status_of(cell)
         return result
 
     def success(self, name: str) -> None:

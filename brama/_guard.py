@@ -31,6 +31,7 @@ class _Entry(NamedTuple):
     system: Brama | None  # None: re-entrant, under an outer call's permit
     ticket: int
     deadline: Any
+    started: float | None  # on the system's monotonic clock, when a slow-call policy is on
 
 
 class Guard:
@@ -55,7 +56,7 @@ class Guard:
         system, cell = breaker.bound()
         outer = HELD.get()
         if outer is not None and holds(outer, cell):
-            HELD.set(_Entry(cell, outer, self, None, NO_PERMIT, deadline))
+            HELD.set(_Entry(cell, outer, self, None, NO_PERMIT, deadline, None))
             return
         if cell.circuit.state is CLOSED:
             ticket = NO_PERMIT
@@ -63,7 +64,10 @@ class Guard:
             ticket, system, cell = breaker.admit(system, cell)
             if ticket == REFUSED:
                 raise breaker.refusal(system, cell)
-        HELD.set(_Entry(cell, outer, self, system, ticket, deadline))
+        policy = cell.policy
+        started = (None if policy is None or policy.slow_after is None
+                   else system.clock.monotonic())
+        HELD.set(_Entry(cell, outer, self, system, ticket, deadline, started))
 
     def _leave(self) -> _Entry:
         entry = HELD.get()
@@ -76,11 +80,12 @@ class Guard:
         system, cell, ticket = entry.system, entry.cell, entry.ticket
         if system is None:
             return  # re-entrant: the outer call reports
+        duration = None if entry.started is None else system.clock.monotonic() - entry.started
         breaker = self._breaker
         if exc is None:
-            breaker.success(system, cell, ticket)
+            breaker.success(system, cell, ticket, duration)
         elif isinstance(exc, Exception) and not self._ignore(exc):
-            breaker.failure(system, cell, ticket, repr(exc))
+            breaker.failure(system, cell, ticket, repr(exc), duration)
         else:
             breaker.release(system, cell, ticket)
 
@@ -123,7 +128,8 @@ class Guard:
                     raise
                 if entry.system is not None:
                     self._breaker.failure(entry.system, entry.cell, entry.ticket,
-                                          f"timeout: no answer within {self._limit:g} s")
+                                          f"timeout: no answer within {self._limit:g} s",
+                                          self._limit)
                 raise
         self._report(entry, exc)
 

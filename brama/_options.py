@@ -20,9 +20,11 @@ from brama.errors import ConfigError
 __all__ = [
     "CONNECTION_OPTIONS",
     "DEFAULTS",
+    "DEFAULT_WINDOW_SIZES",
     "EXPIRY_STRATEGIES",
     "GLOBAL_OPTIONS",
     "SPECS",
+    "WINDOW_TYPES",
     "Options",
     "Spec",
     "check_option",
@@ -41,6 +43,12 @@ CONNECTION_OPTIONS: frozenset[str] = frozenset(
         "half_open_max_calls",
         "success_threshold",
         "hibernate_after",
+        "failure_rate_threshold",
+        "slow_call_duration",
+        "slow_call_rate_threshold",
+        "window_type",
+        "window_size",
+        "minimum_calls",
     }
 )
 """Options that can be set per connection (and globally)."""
@@ -51,6 +59,9 @@ GLOBAL_OPTIONS: frozenset[str] = CONNECTION_OPTIONS | frozenset(
 """Every option a system accepts at start and in a global `configure`."""
 
 EXPIRY_STRATEGIES: frozenset[str] = frozenset({"fixed", "progressive"})
+WINDOW_TYPES: frozenset[str] = frozenset({"count", "time"})
+DEFAULT_WINDOW_SIZES: Mapping[str, float] = MappingProxyType({"count": 100, "time": 60.0})
+"""`window_size` when it is not set: 100 calls, or 60 seconds."""
 
 DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {
@@ -61,6 +72,12 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "half_open_max_calls": 1,
         "success_threshold": 1,
         "hibernate_after": 5.0,
+        "failure_rate_threshold": None,
+        "slow_call_duration": None,
+        "slow_call_rate_threshold": None,
+        "window_type": "count",
+        "window_size": None,
+        "minimum_calls": 10,
         "cleanup_interval": 10.0,
         "inactive_threshold": None,
         "max_restarts": 3,
@@ -75,11 +92,12 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
 class Spec:
     """How one option is checked: its kind, its lower bound, and whether None is allowed."""
 
-    kind: str  # "int", "seconds", "factor", "strategy" or "clock"
+    kind: str  # "int", "seconds", "factor", "rate", "size", "choice" or "clock"
     minimum: float = 0.0
     inclusive: bool = True
     nullable: bool = False
     meaning_of_none: str = ""
+    choices: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         """The accepted values in words, for error messages."""
@@ -91,8 +109,12 @@ class Spec:
                 text = f"a finite number of seconds {op} {self.minimum:g}, or a timedelta"
             case "factor":
                 text = f"a finite number >= {self.minimum:g}"
-            case "strategy":
-                text = "one of " + ", ".join(repr(s) for s in sorted(EXPIRY_STRATEGIES))
+            case "rate":
+                text = "a fraction in (0, 1]"
+            case "size":
+                text = "a whole number of calls >= 1 (count window) or of seconds (time window)"
+            case "choice":
+                text = "one of " + ", ".join(repr(s) for s in sorted(self.choices))
             case _:
                 text = "an object with callable time() and monotonic()"
         if self.nullable:
@@ -104,13 +126,21 @@ SPECS: Mapping[str, Spec] = MappingProxyType(
     {
         "max_attempts": Spec("int", 1),
         "expiry": Spec("seconds", 0, inclusive=False),
-        "expiry_strategy": Spec("strategy"),
+        "expiry_strategy": Spec("choice", choices=EXPIRY_STRATEGIES),
         "initial_expiry": Spec("seconds", 0, inclusive=False),
         "max_expiry": Spec("seconds", 0, inclusive=False),
         "backoff_factor": Spec("factor", 1),
         "half_open_max_calls": Spec("int", 1),
         "success_threshold": Spec("int", 1),
         "hibernate_after": Spec("seconds", 0),
+        "failure_rate_threshold": Spec("rate", nullable=True, meaning_of_none="off"),
+        "slow_call_duration": Spec("seconds", 0, inclusive=False, nullable=True,
+                                   meaning_of_none="no call is slow"),
+        "slow_call_rate_threshold": Spec("rate", nullable=True, meaning_of_none="off"),
+        "window_type": Spec("choice", choices=WINDOW_TYPES),
+        "window_size": Spec("size", nullable=True,
+                            meaning_of_none="100 calls, or 60 seconds for a time window"),
+        "minimum_calls": Spec("int", 1),
         "cleanup_interval": Spec("seconds", 0, inclusive=False),
         "inactive_threshold": Spec("seconds", 0, inclusive=False, nullable=True,
                                    meaning_of_none="never sweep"),
@@ -134,6 +164,17 @@ class Options:
     half_open_max_calls: int
     success_threshold: int
     hibernate_after: float
+    failure_rate_threshold: float | None
+    slow_call_duration: float | None
+    slow_call_rate_threshold: float | None
+    window_type: str
+    window_size: float
+    minimum_calls: int
+
+    @property
+    def windowed(self) -> bool:
+        """True when a rate policy needs the window of recent calls."""
+        return self.failure_rate_threshold is not None or self.slow_call_duration is not None
 
     def as_dict(self) -> dict[str, Any]:
         """The options as a plain dict, keyed by option name."""
@@ -198,8 +239,23 @@ def check_option(name: str, value: Any, source: str) -> Any:
             if not math.isfinite(number) or not in_range:
                 raise bad()
             return number
-        case "strategy":
-            if not isinstance(value, str) or value not in EXPIRY_STRATEGIES:
+        case "rate":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad()
+            try:
+                number = float(value)
+            except OverflowError:
+                raise bad() from None
+            if not 0.0 < number <= 1.0:
+                raise bad()
+            return number
+        case "size":
+            number = duration(value)
+            if number is None or not math.isfinite(number) or number < 1:
+                raise bad()
+            return number
+        case "choice":
+            if not isinstance(value, str) or value not in spec.choices:
                 raise bad()
             return str(value)
         case _:

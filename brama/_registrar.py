@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from brama import _messages as m
-from brama._cell import Cell, Key, to_status
+from brama._cell import Cell, Key, fast_policy, to_status
 from brama._circuit import EMPTY, Now, new_circuit
 from brama._config import Settings, validate_options
 from brama._expiry import expiry_overrides
@@ -64,6 +64,7 @@ class Registrar:
         with self.settings.lock:  # checked against, and stored under, one view of the globals
             resolved = self.settings.resolve(overrides, source="register()")
             cell = Cell(identifier, scope, type_, frozen, new_circuit(self.now(), overrides))
+            cell.policy = fast_policy(resolved)
             if self.table.setdefault(cell.key, cell) is not cell:
                 raise AlreadyRegisteredError(
                     f"connection {identifier!r}{in_scope(scope)} is already registered")
@@ -89,10 +90,15 @@ class Registrar:
         checked = validate_options(options, allowed=GLOBAL_OPTIONS, source="configure()")
         with self.settings.lock:
             preview = self.settings.preview(**checked)
-            for cell in list(self.table.values()):
-                preview.resolve(cell.circuit.overrides,
-                                source=f"connection {cell.identifier!r}'s own options")
+            cells = list(self.table.values())
+            policies = [
+                fast_policy(preview.resolve(cell.circuit.overrides,
+                                            source=f"connection {cell.identifier!r}'s own options"))
+                for cell in cells
+            ]
             self.settings.configure(**checked)
+            for cell, policy in zip(cells, policies, strict=True):  # what the hot path reads
+                cell.policy = policy
         self.runtime().apply_globals(checked)
 
     def configure_one(self, cell: Cell, options: Mapping[str, Any]) -> None:

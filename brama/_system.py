@@ -47,7 +47,7 @@ class Brama:
         self._lock = threading.Lock()
         self._runtime = Runtime(self._settings, self._clock, self._table)
         self._interest = self._runtime.bus.interest
-        self._groups = Groups(self._table, self._check_running, self._options_for,
+        self._groups = Groups(self._table, self._check_running, self._status_of,
                               self.success, self.failure)
         self._registrar = Registrar(self._table, self._settings, lambda: self._runtime,
                                     self._now)
@@ -79,6 +79,9 @@ class Brama:
 
     def _options_for(self, state: Circuit) -> Options:
         return self._settings.resolve(state.overrides)
+
+    def _status_of(self, cell: Cell) -> ConnectionStatus:
+        return cell.status(self._settings.resolve(cell.circuit.overrides), self._clock.monotonic())
 
     def _now(self) -> Now:
         return Now(self._clock.time(), self._clock.monotonic())
@@ -180,25 +183,43 @@ class Brama:
             cell = self._table.get(identifier if scope is None else (scope, identifier))
         except Exception:
             cell = None
+        if duration is not None:
+            duration = check_duration("duration", duration, allow_zero=True)
         self.succeeded(cell or self._cell(identifier, scope), _LEGACY if ticket is None else ticket,
                        duration)
 
     def succeeded(self, cell: Cell, ticket: int = _LEGACY, duration: Any = None) -> None:
-        """`success` for a cell already looked up (the decorator's and guard's path)."""
+        """`success` for a cell already looked up (the decorator's and guard's path).
+
+        A success on a healthy closed circuit that nobody listens for is a counter bump. With
+        a rate policy it stays one unless the call was slow, or a time window's second changed
+        (the actor then moves the window on).
+        """
         state = cell.circuit
         if state.state is CLOSED and state.failure_count == 0:
             wanted = self._interest.wanted
             if not wanted.all_topics and _SUCCESS not in wanted.topics:
-                next(cell.fast_successes)
-                cell.last_fast_success = self._wall()
-                return
+                policy = cell.policy
+                if policy is None:
+                    next(cell.fast_successes)
+                    cell.last_fast_success = self._wall()
+                    return
+                if policy.warm and (policy.slow_after is None or duration is None
+                                    or duration < policy.slow_after) and (
+                        not policy.time_window
+                        or int(self._clock.monotonic() // 1) == cell.window_second):
+                    cell.fast_seen = next(cell.fast_successes)
+                    cell.last_fast_success = self._wall()
+                    return
         self._runtime.ask(cell, m.Success(ticket, duration))
 
     def failure(self, identifier: str, *, scope: str | None = None, reason: Any = None,
                 ticket: int | None = None, duration: Any = None) -> None:
         """Report a failed call; returns once the circuit has taken it into account."""
-        self.failed(self._cell(identifier, scope), reason,
-                    _LEGACY if ticket is None else ticket, duration)
+        cell = self._cell(identifier, scope)
+        if duration is not None:
+            duration = check_duration("duration", duration, allow_zero=True)
+        self.failed(cell, reason, _LEGACY if ticket is None else ticket, duration)
 
     def failed(self, cell: Cell, reason: Any = None, ticket: int = _LEGACY,
                duration: Any = None) -> None:
@@ -212,14 +233,13 @@ class Brama:
 
     def status(self, identifier: str, *, scope: str | None = None) -> ConnectionStatus:
         """The connection's current status, read from its snapshot."""
-        cell = self._cell(identifier, scope)
-        return cell.status(self._options_for(cell.circuit))
+        return self._status_of(self._cell(identifier, scope))
 
     def connections(self, *, scope: str | None = None) -> list[ConnectionStatus]:
         """Every registered connection, or those of `scope`."""
         scope = check_scope(scope)
         self._check_running()
-        return [cell.status(self._options_for(cell.circuit)) for cell in list(self._table.values())
+        return [self._status_of(cell) for cell in list(self._table.values())
                 if scope is None or cell.scope == scope]
 
     def configure(self, identifier: str | None = None, *, scope: str | None = None,

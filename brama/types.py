@@ -52,6 +52,8 @@ class EventType(str, Enum):
     CONNECTION_UNREGISTERED = "connection_unregistered"
     CIRCUIT_HALF_OPENED = "circuit_half_opened"
     CONNECTION_REMOVED = "connection_removed"
+    FAILURE_RATE_EXCEEDED = "failure_rate_exceeded"
+    SLOW_CALL_RATE_EXCEEDED = "slow_call_rate_exceeded"
 
     def __str__(self) -> str:
         return self.value
@@ -113,6 +115,13 @@ class ConnectionStatus:
     its expiry is disabled)."""
     total_openings: int = 0
     """How many times the circuit opened (manual openings included)."""
+    failure_rate: float | None = None
+    """Failed calls / calls in the window; None without a rate policy or below minimum_calls."""
+    slow_call_rate: float | None = None
+    """Slow calls / calls in the window; None without slow_call_duration or below
+    minimum_calls."""
+    calls_in_window: int = 0
+    """The calls the window holds now (0 without a rate policy)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))

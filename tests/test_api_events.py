@@ -35,7 +35,14 @@ def test_every_event_type_is_emitted(brama_clock):
         system.register("tmp")
         system.unregister("tmp")
         system.register("idle")
-        brama_clock.advance(60)  # sweep removes both
+        system.register("rates", failure_rate_threshold=0.5, window_size=2, minimum_calls=2,
+                        max_attempts=10)
+        system.success("rates")
+        system.failure("rates")  # 1 of 2 failed: the failure-rate rule opens it
+        system.register("slow", slow_call_duration=1.0, slow_call_rate_threshold=1.0,
+                        window_size=1, minimum_calls=1)
+        system.success("slow", duration=2.0)  # the slow-call-rate rule opens it
+        brama_clock.advance(60)  # sweep removes the closed, idle ones
         seen: set[EventType] = set()
         while seen != set(EventType):
             try:
@@ -43,7 +50,7 @@ def test_every_event_type_is_emitted(brama_clock):
             except queue.Empty:
                 break
         assert set(EventType) - seen == set()
-        assert len(EventType) == 13
+        assert len(EventType) == 15
 
 
 def test_register_and_unregister_events(brama_system, brama_clock):

@@ -57,6 +57,12 @@ def test_option_sets() -> None:
         "half_open_max_calls",
         "success_threshold",
         "hibernate_after",
+        "failure_rate_threshold",
+        "slow_call_duration",
+        "slow_call_rate_threshold",
+        "window_type",
+        "window_size",
+        "minimum_calls",
     } == CONNECTION_OPTIONS
     assert (
         CONNECTION_OPTIONS
@@ -88,6 +94,12 @@ def test_defaults() -> None:
         "max_seconds": 5.0,
         "hibernate_after": 5.0,
         "clock": None,
+        "failure_rate_threshold": None,
+        "slow_call_duration": None,
+        "slow_call_rate_threshold": None,
+        "window_type": "count",
+        "window_size": 100,
+        "minimum_calls": 10,
     }
     assert settings.resolve() == Options(
         max_attempts=10,
@@ -99,6 +111,12 @@ def test_defaults() -> None:
         half_open_max_calls=1,
         success_threshold=1,
         hibernate_after=5.0,
+        failure_rate_threshold=None,
+        slow_call_duration=None,
+        slow_call_rate_threshold=None,
+        window_type="count",
+        window_size=100,
+        minimum_calls=10,
     )
     assert "initial_expiry" not in DEFAULTS and "max_expiry" not in DEFAULTS
 
@@ -270,6 +288,12 @@ def test_env_every_global_option_but_clock_is_read() -> None:
         "BRAMA_INACTIVE_THRESHOLD": "2",
         "BRAMA_MAX_RESTARTS": "2",
         "BRAMA_MAX_SECONDS": "2",
+        "BRAMA_FAILURE_RATE_THRESHOLD": "0.5",
+        "BRAMA_SLOW_CALL_DURATION": "2",
+        "BRAMA_SLOW_CALL_RATE_THRESHOLD": "0.5",
+        "BRAMA_WINDOW_TYPE": "time",
+        "BRAMA_WINDOW_SIZE": "30",
+        "BRAMA_MINIMUM_CALLS": "2",
     }
     assert set(values_from_env(env)) == GLOBAL_OPTIONS - {"clock"}
 

@@ -47,6 +47,10 @@ STATUS_FIELDS = [
     "half_open_permits_in_use",
     "open_until",
     "total_openings",
+    # the rate policies
+    "failure_rate",
+    "slow_call_rate",
+    "calls_in_window",
 ]
 
 
@@ -104,6 +108,9 @@ def test_event_type_values() -> None:
         "CONNECTION_UNREGISTERED": "connection_unregistered",
         "CIRCUIT_HALF_OPENED": "circuit_half_opened",
         "CONNECTION_REMOVED": "connection_removed",
+        # the rate policies
+        "FAILURE_RATE_EXCEEDED": "failure_rate_exceeded",
+        "SLOW_CALL_RATE_EXCEEDED": "slow_call_rate_exceeded",
     }
     assert {m.name: m.value for m in EventType} == expected
     assert EventType.SUCCESS == "success"  # type: ignore[comparison-overlap]
