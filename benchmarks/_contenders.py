@@ -106,7 +106,6 @@ def available_of(module: bool) -> Callable[[Env], Loop]:
     return build
 
 
-
 def manual_failure(env: Env) -> Loop:
     """`if system.available(): f() raises -> system.failure(reason)`, awake actor."""
     system = _on(env, True)

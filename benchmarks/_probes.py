@@ -10,14 +10,12 @@ from itertools import repeat
 from queue import Empty
 from typing import Any
 
+from _contenders import AWAKE, HUGE
 from _harness import MISS, Outcome, Row, Target, judge, spread
 from _util import Env, gc_paused, median, percentile, wait_until
 
 from brama import Event, EventType
 from brama.otp import EventBus
-
-HUGE = 10**9
-AWAKE = 3600.0
 
 
 def threadcount(out: Outcome, env: Env, targets: Mapping[str, Target]) -> None:
