@@ -15,7 +15,7 @@ import contextlib
 import contextvars
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from brama import _default
 from brama._cell import Cell
@@ -27,7 +27,7 @@ from brama._validation import check_identifier, check_scope
 from brama.errors import AlreadyRegisteredError, CircuitOpenError, ConfigError, NotFoundError
 from brama.otp import ContainedBaseException, get_logger, safe_repr
 
-__all__ = ["HELD", "Breaker", "check_callable", "holds", "judge"]
+__all__ = ["HELD", "Binding", "Breaker", "check_callable", "holds", "judge"]
 
 _log = "brama.decorator"
 VERDICTS = "'success', 'failure', ('failure', reason) or 'ignore'"
@@ -108,6 +108,15 @@ def judge(error_handler: Callable[[Any], Any], result: Any) -> Any:
         raise ContainedBaseException(exc) from exc
 
 
+class Binding(NamedTuple):
+    """A breaker bound to a registration: its system and cell, and what the hot path reads."""
+
+    system: Brama
+    cell: Cell
+    interest: Any
+    wall: Callable[[], float]
+
+
 class Breaker:
     """A decorated function's or a guard's connection; see the module docstring."""
 
@@ -119,9 +128,9 @@ class Breaker:
         self.system = _check_system(system)
         self.options = validate_options(options, allowed=CONNECTION_OPTIONS,
                                         source="the decorator or guard")
-        self.binding: tuple[Brama, Cell] | None = None
+        self.binding: Binding | None = None
 
-    def bound(self) -> tuple[Brama, Cell]:
+    def bound(self) -> Binding:
         """The system and cell to use now: the cached ones while still valid."""
         binding = self.binding
         if binding is not None and binding[1].live and (
@@ -130,8 +139,11 @@ class Breaker:
             return binding
         return self.bind()
 
-    def bind(self) -> tuple[Brama, Cell]:
-        """Find (or register) the connection in the current system and check its options."""
+    def bind(self) -> Binding:
+        """Find (or register) the connection in the current system and check its options.
+
+        The binding also holds what the hot path reads of the system (its bus's interest,
+        its wall clock); a fork replaces every cell, so a binding never outlives them."""
         system = _default.get() if self.system is None else self.system
         for _attempt in range(5):
             cell = system.lookup(self.identifier, self.scope)
@@ -141,8 +153,9 @@ class Breaker:
                 continue
             if self.options:
                 self._check_options(cell)
-            self.binding = (system, cell)
-            return system, cell
+            binding = Binding(system, cell, system.runtime.bus.interest, system.clock.time)
+            self.binding = binding
+            return binding
         raise NotFoundError(f"connection {self.identifier!r} keeps being unregistered")
 
     def _check_options(self, cell: Cell) -> None:
@@ -167,7 +180,7 @@ class Breaker:
             try:
                 return system.admit(cell.identifier, scope=cell.scope), system, cell
             except NotFoundError:  # unregistered under us: register it again
-                system, cell = self.bind()
+                system, cell = self.bind()[:2]
         return REFUSED, system, cell
 
     def refusal(self, system: Brama, cell: Cell) -> CircuitOpenError:

@@ -114,6 +114,19 @@ class Cell:
         where = "" if self.scope is None else f" in {self.scope!r}"
         return f"<Cell {self.identifier!r}{where} {self.circuit.state.value}>"
 
+    def successor(self) -> Cell:
+        """The same registration in a new cell (after a fork: what held this one, such as a
+        decorator's binding to the parent's bus, sees it is no longer live and looks again)."""
+        new = Cell(self.identifier, self.scope, self.type, self.metadata, self.circuit)
+        new.fast_successes = itertools.count(count_value(self.fast_successes))
+        new.fast_rejections = itertools.count(count_value(self.fast_rejections))
+        new.last_fast_success = self.last_fast_success
+        new.policy, new.fast_seen, new.window_second = (
+            self.policy, self.fast_seen, self.window_second
+        )
+        self.live = False
+        return new
+
     def status(self, options: Options, now: float | None = None) -> ConnectionStatus:
         """The public status: the published state, merged with the hot path's counters
         (`now`, on the monotonic clock, ages a time window)."""

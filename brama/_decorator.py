@@ -28,16 +28,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from brama import _default
-from brama._breaker import HELD, Breaker, Ignore, check_callable, holds, judge
+from brama._breaker import HELD, Binding, Breaker, Ignore, check_callable, holds, judge
 from brama._circuit import CLOSED, NO_PERMIT, OPEN, REFUSED
 from brama._system import Brama
 from brama._validation import check_duration
 from brama.errors import NotFoundError
+from brama.types import EventType
 
 __all__ = ["TimedOut", "circuit_breaker", "within"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_SUCCESS = EventType.SUCCESS
 
 
 def _is_async(func: Any) -> bool:
@@ -139,53 +141,86 @@ def _sync_wrapper(
             fixed is None and binding[0] is not default.system
         ):
             binding = breaker.bind()
-        system, cell = binding
+        cell = binding[1]
         outer = held.get()
         if outer is not None and holds(outer, cell):
             return func(*args, **kwargs)  # inside a call on the same connection: its permit
-        state = cell.circuit.state
-        if state is CLOSED:
-            ticket = NO_PERMIT
-        elif state is OPEN:  # refused on the snapshot, without the actor
-            if fallback is None:
-                raise system.reject(cell)
-            system.reject(cell)
-            return cast(R, fallback(*args, **kwargs))
-        else:
-            ticket, system, cell = breaker.admit(system, cell)
-            if ticket == REFUSED:
-                if fallback is None:
-                    raise breaker.refusal(system, cell)
-                return cast(R, fallback(*args, **kwargs))
-        policy = cell.policy  # a slow-call policy wants the call's duration
-        clock = None if policy is None or policy.slow_after is None else system.clock.monotonic
-        started = 0.0 if clock is None else clock()
-        token = held.set((cell, outer))
+        circuit = cell.circuit
+        if circuit.state is not CLOSED or cell.policy is not None or error_handler is not None:
+            return cast(R, _sync_call(binding, outer, func, args, kwargs, breaker, error_handler,
+                                      ignore, fallback))
+        token = held.set((cell, outer))  # the common case, inlined: closed, no rate policy
         try:
             result = func(*args, **kwargs)
         except Exception as exc:
             if ignore(exc):
-                breaker.release(system, cell, ticket)
+                breaker.release(binding[0], cell, NO_PERMIT)
             else:
-                breaker.failure(system, cell, ticket, repr(exc),
-                                None if clock is None else clock() - started)
-            raise
-        except BaseException:
-            breaker.release(system, cell, ticket)
+                breaker.failure(binding[0], cell, NO_PERMIT, repr(exc))
             raise
         finally:
             held.reset(token)
-        duration = None if clock is None else clock() - started
-        if error_handler is None:
-            try:  # noqa: SIM105 - the hot path: a try block is free, suppress() is not
-                system.succeeded(cell, ticket, duration)
-            except NotFoundError:  # unregistered during the call: the outcome is dropped
-                pass
-        else:
-            breaker.classify(system, cell, ticket, judge(error_handler, result), duration)
+        circuit = cell.circuit  # Brama.succeeded's fast path, inlined
+        if circuit.state is CLOSED and circuit.failure_count == 0 and (
+            not (wanted := binding[2].wanted).all_topics and _SUCCESS not in wanted.topics
+        ):
+            next(cell.fast_successes)
+            cell.last_fast_success = binding[3]()
+            return result
+        try:  # noqa: SIM105 - the hot path: a try block is free, suppress() is not
+            binding[0].succeeded(cell, NO_PERMIT)
+        except NotFoundError:  # unregistered during the call: the outcome is dropped
+            pass
         return result
 
     return wrapper
+
+
+def _sync_call(
+    binding: Binding, outer: Any, func: Callable[..., Any], args: Any, kwargs: Any,
+    breaker: Breaker, error_handler: Callable[[Any], Any] | None, ignore: Ignore,
+    fallback: Callable[..., Any] | None,
+) -> Any:
+    """A call that is not the common case: not closed, a rate policy, or an error handler."""
+    system, cell = binding[0], binding[1]
+    state = cell.circuit.state
+    if state is CLOSED:
+        ticket = NO_PERMIT
+    elif state is OPEN:  # refused on the snapshot, without the actor
+        if fallback is None:
+            raise system.reject(cell)
+        system.reject(cell)
+        return fallback(*args, **kwargs)
+    else:
+        ticket, system, cell = breaker.admit(system, cell)
+        if ticket == REFUSED:
+            if fallback is None:
+                raise breaker.refusal(system, cell)
+            return fallback(*args, **kwargs)
+    policy = cell.policy  # a slow-call policy wants the call's duration
+    clock = None if policy is None or policy.slow_after is None else system.clock.monotonic
+    started = 0.0 if clock is None else clock()
+    token = HELD.set((cell, outer))
+    try:
+        result = func(*args, **kwargs)
+    except Exception as exc:
+        if ignore(exc):
+            breaker.release(system, cell, ticket)
+        else:
+            breaker.failure(system, cell, ticket, repr(exc),
+                            None if clock is None else clock() - started)
+        raise
+    except BaseException:
+        breaker.release(system, cell, ticket)
+        raise
+    finally:
+        HELD.reset(token)
+    duration = None if clock is None else clock() - started
+    if error_handler is None:
+        breaker.success(system, cell, ticket, duration)
+    else:
+        breaker.classify(system, cell, ticket, judge(error_handler, result), duration)
+    return result
 
 
 class TimedOut(Exception):
@@ -238,7 +273,7 @@ def _async_wrapper(
             fixed is None and binding[0] is not default.system
         ):
             binding = breaker.bind()
-        system, cell = binding
+        system, cell, interest, wall = binding
         outer = held.get()
         if outer is not None and holds(outer, cell):
             return await func(*args, **kwargs)
@@ -287,14 +322,21 @@ def _async_wrapper(
             raise
         finally:
             held.reset(token)
-        duration = None if clock is None else clock() - started
         if error_handler is None:
+            circuit = cell.circuit
+            if policy is None and circuit.state is CLOSED and circuit.failure_count == 0 and (
+                not (wanted := interest.wanted).all_topics and _SUCCESS not in wanted.topics
+            ):
+                next(cell.fast_successes)
+                cell.last_fast_success = wall()
+                return result
             try:  # noqa: SIM105 - the hot path: a try block is free, suppress() is not
-                system.succeeded(cell, ticket, duration)
+                system.succeeded(cell, ticket, None if clock is None else clock() - started)
             except NotFoundError:
                 pass
         else:
-            breaker.classify(system, cell, ticket, judge(error_handler, result), duration)
+            breaker.classify(system, cell, ticket, judge(error_handler, result),
+                             None if clock is None else clock() - started)
         return result
 
     return wrapper

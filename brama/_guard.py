@@ -53,7 +53,7 @@ class Guard:
 
     def _admit(self, deadline: Any) -> None:
         breaker = self._breaker
-        system, cell = breaker.bound()
+        system, cell = breaker.bound()[:2]
         outer = HELD.get()
         if outer is not None and holds(outer, cell):
             HELD.set(_Entry(cell, outer, self, None, NO_PERMIT, deadline, None))

@@ -58,6 +58,8 @@ class Brama:
         self._settings.after_fork_in_child()
         self._lock = threading.Lock()
         if not self._stopped:
+            for key, cell in list(self._table.items()):
+                self._table[key] = cell.successor()
             self._runtime = Runtime(self._settings, self._clock, self._table)
             self._interest = self._runtime.bus.interest
 
