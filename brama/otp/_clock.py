@@ -151,6 +151,12 @@ class FakeClock:
             with self._lock:
                 self._now = max(self._now, target)
 
+    @property
+    def attached(self) -> int:
+        """How many timer sources this clock drives (attached and not yet detached)."""
+        with self._lock:
+            return len(self._sources)
+
     def attach(self, source: TimerSource) -> None:
         """Let `advance` drive `source`'s timers (called by `TimerService`)."""
         with self._lock:

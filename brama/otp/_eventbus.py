@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Protocol
 
 import pykka
@@ -324,6 +324,25 @@ class EventBus:
     def dropped(self) -> int:
         """Published events dropped because `pending_size` events were waiting for dispatch."""
         return self._table.dropped
+
+    @property
+    def pending(self) -> int:
+        """Published events the bus actor has not routed yet (its backlog)."""
+        return len(self._table.pending)
+
+    @contextlib.contextmanager
+    def holding_locks(self) -> Iterator[None]:
+        """Hold the bus's locks (its table's and every subscription's) for the block.
+
+        Publishers that route, subscribers and the bus actor wait meanwhile. For tests that
+        fork while another thread is inside the bus: what the child inherits then is what a
+        thread caught mid-publish leaves behind.
+        """
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._table.lock)
+            for subscription in list(self._subscriptions):
+                stack.enter_context(subscription.holding_lock())
+            yield
 
     def flush(self, timeout: float | None = 5.0) -> None:
         """Wait until every event published before this call has been dispatched.

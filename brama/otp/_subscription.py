@@ -220,6 +220,12 @@ class Subscription:
                 loop.call_soon_threadsafe(_resolve, waiter)
         self._async_waiters.clear()
 
+    @contextlib.contextmanager
+    def holding_lock(self) -> Iterator[None]:
+        """Hold this subscription's mailbox lock for the block (see `EventBus.holding_locks`)."""
+        with self._lock:
+            yield
+
     def _after_fork(self) -> None:
         """In a forked child: fresh locks (another thread may have held them), closed."""
         self._lock = threading.Lock()

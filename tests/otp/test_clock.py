@@ -149,6 +149,6 @@ def test_stopped_services_are_detached() -> None:
     timers = TimerService(clock, name="test-clock-detach")
     timers.send_after(1.0, ref, "dropped")
     timers.stop()
-    assert clock._sources == {}
+    assert clock.attached == 0
     clock.advance(2.0)
     assert log == []

@@ -418,7 +418,7 @@ def test_interest_is_replaced_only_when_the_wanted_topics_change(bus: EventBus) 
 def test_unwanted_events_are_not_queued(bus: EventBus) -> None:
     bus.subscribe(topics=["a"])
     bus.publish("b", 1)
-    assert len(bus._table.pending) == 0
+    assert bus.pending == 0
 
 
 # -- subscriptions --

@@ -268,7 +268,7 @@ def test_a_forked_child_sees_every_inherited_bus_dead() -> None:
     holding, forked = threading.Event(), threading.Event()
 
     def hold_locks() -> None:  # threads that hold the bus's locks when the process forks
-        with bus._table.lock, subs["mailbox"]._lock:
+        with bus.holding_locks():
             holding.set()
             forked.wait(WAIT)
 
