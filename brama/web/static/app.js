@@ -245,7 +245,7 @@
     }
     if (d.failure_count !== undefined) parts.push(`failures ${d.failure_count}`);
     if (d.reason !== undefined && d.reason !== null) parts.push(`reason ${d.reason}`);
-    if (Array.isArray(d.connections)) parts.push(`removed ${d.connections.length}`);
+    if (Array.isArray(d.removed)) parts.push(`removed ${d.removed.length}`);
     return parts.join(" · ");
   }
 
