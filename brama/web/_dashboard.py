@@ -70,7 +70,7 @@ class DashboardConfig:
 
 
 def start_system(backend: str | None) -> brama.Brama:
-    """Start the default system, on `backend` when one is given.
+    """The default system (started if need be), or a new default system on `backend`.
 
     The shared backend is a newer keyword of `brama.start`: this version tells whether it is
     accepted by trying it. A TypeError (the keyword is not in the signature) or a ConfigError
@@ -79,7 +79,7 @@ def start_system(backend: str | None) -> brama.Brama:
     backend's own and propagates.
     """
     if backend is None:
-        return brama.start()
+        return brama.default()
     try:
         return brama.start(backend=backend)
     except TypeError as error:
