@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 try:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.samples import Sample
-except ImportError as error:  # pragma: no cover - exercised by a test with the module hidden
+except ImportError as error:  # tests hide the module to check this message
     raise ImportError(
         "brama.integrations.prometheus needs prometheus-client: "
         "install the extra with  pip install 'brama[prometheus]'"
