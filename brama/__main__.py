@@ -1,4 +1,5 @@
-"""The command line: `python -m brama demo [--duration SECONDS] [--seed N] [--workers N]`.
+"""The command line: `python -m brama demo [--duration SECONDS] [--seed N] [--workers N]`
+and `python -m brama dashboard [--port N] [--backend URL] [--demo]`.
 
 No command, or an unknown one, prints the usage and exits with status 2.
 """
@@ -39,6 +40,18 @@ def _duration(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0 and 65535 (0: any free port), got {value}"
+        )
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -59,6 +72,22 @@ def _parser() -> argparse.ArgumentParser:
                       help="seed of the service's failure schedule (default: random, printed)")
     demo.add_argument("--workers", type=_workers, default=4, metavar="N",
                       help="worker threads calling the service, 1 to 64 (default: 4)")
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="the live status page of the circuits, on 127.0.0.1",
+        description="Serve Brama's status page (brama.web) on 127.0.0.1 with a threaded "
+        "wsgiref server: every connection's state, failures, success rate, time left open "
+        "and recent calls, updated live. With --demo, flaky services and workers run behind "
+        "it so circuits open and close. Ctrl-C stops it.",
+    )
+    dashboard.add_argument("--port", type=_port, default=8000, metavar="N",
+                           help="port on 127.0.0.1, 0 for any free one (default: 8000)")
+    dashboard.add_argument("--backend", default=None, metavar="URL",
+                           help="a shared backend (redis://...) to show the whole fleet, "
+                           "where this version of Brama has one")
+    dashboard.add_argument("--demo", action="store_true",
+                           help="run the demo's flaky services and workers behind the page")
     return parser
 
 
@@ -66,9 +95,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "dashboard":
+        from brama.web._dashboard import DashboardConfig
+        from brama.web._dashboard import run as run_dashboard
+
+        return run_dashboard(
+            DashboardConfig(port=args.port, backend=args.backend, demo=args.demo),
+            sys.stdout, sys.stderr,
+        )
     if args.command != "demo":
         parser.print_help(sys.stderr)
-        print(f"\n{PROG}: error: a command is required (try: {PROG} demo)", file=sys.stderr)
+        print(f"\n{PROG}: error: a command is required (try: {PROG} demo, or {PROG} dashboard "
+              "--demo)", file=sys.stderr)
         return 2
 
     seed: int = random.randrange(10_000) if args.seed is None else args.seed

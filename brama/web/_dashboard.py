@@ -1,0 +1,187 @@
+"""`python -m brama dashboard`: the status page on 127.0.0.1, optionally with the demo behind it.
+
+- No option: the page of this process's default system. It starts empty (nothing else runs in
+  this process); the page is meant to be mounted in an application (`brama.web.app()`), and
+  this command is the quickest way to look at it.
+- `--demo`: three flaky HTTP services on loopback (the demo's `FlakyService`, each on a
+  schedule of healthy phases and bursts of 503s or time-outs that repeats every minute), with
+  worker threads calling them through `@brama.circuit_breaker`; their circuits open,
+  half-open and close on the page as the services fail and recover.
+- `--backend URL`: a system on a shared backend (Redis), whose page shows the whole fleet.
+  The backend is passed to `brama.start(backend=...)`; a Brama without that option says so
+  and the command exits with status 2.
+
+Ctrl-C stops it: workers first, then the event streams, the server and the system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TextIO
+
+import brama
+from brama._demo import (
+    CLIENT_TIMEOUT,
+    CONNECTION,
+    EXPIRY,
+    MAX_ATTEMPTS,
+    FlakyService,
+    PhaseKind,
+    Tally,
+    classify,
+    make_client,
+    make_schedule,
+    worker,
+)
+from brama.errors import ConfigError
+from brama.web._app import app
+from brama.web._server import make_server
+
+__all__ = ["BackendUnavailableError", "DashboardConfig", "run", "start_system"]
+
+DEMO_PERIOD = 60.0
+"""Seconds after which a demo service's schedule starts over."""
+DEMO_SERVICES: tuple[tuple[str, str | None], ...] = (
+    (CONNECTION, None),
+    ("payments", "billing"),
+    ("search", None),
+)
+"""The demo's connections (identifier, scope), one flaky service each."""
+WORKERS_PER_SERVICE = 2
+
+
+class BackendUnavailableError(Exception):
+    """`--backend` was given to a Brama that has no shared backend."""
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """The command-line options of the dashboard."""
+
+    port: int = 8000
+    backend: str | None = None
+    demo: bool = False
+    seed: int = 1
+
+
+def start_system(backend: str | None) -> brama.Brama:
+    """The default system (started if need be), or a new default system on `backend`.
+
+    The shared backend is a newer keyword of `brama.start`: this version tells whether it is
+    accepted by trying it. A TypeError (the keyword is not in the signature) or a ConfigError
+    naming `backend` as an unknown option (how `Brama(**options)` refuses it today) means it
+    does not exist; any other error (a malformed URL, an unreachable server) is the
+    backend's own and propagates.
+    """
+    if backend is None:
+        return brama.default()
+    try:
+        return brama.start(backend=backend)
+    except TypeError as error:
+        raise BackendUnavailableError(str(error)) from error
+    except ConfigError as error:
+        if "unknown option 'backend'" in str(error):
+            raise BackendUnavailableError(str(error)) from error
+        raise
+
+
+class _LoopingService(FlakyService):
+    """A demo service whose schedule repeats every `period` seconds, starting `offset`
+    seconds into it (the demo's schedules end healthy, and the dashboard runs until it is
+    stopped; offsets keep the services from failing in step)."""
+
+    def __init__(self, period: float, seed: int, offset: float) -> None:
+        super().__init__(make_schedule(period, seed))
+        self.period = period
+        self.offset = offset
+
+    def phase_at(self, elapsed: float) -> PhaseKind:
+        return super().phase_at((elapsed + self.offset) % self.period)
+
+
+def _client(identifier: str, scope: str | None, url: str) -> Callable[[], int]:
+    """`fetch()` for a demo connection other than the demo's own (see `make_client`)."""
+
+    @brama.circuit_breaker(identifier, scope=scope, error_handler=classify)
+    def fetch() -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=CLIENT_TIMEOUT) as response:
+                status: int = response.status
+                return status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    return fetch
+
+
+@contextlib.contextmanager
+def _demo(seed: int, out: TextIO) -> Iterator[None]:
+    """Run the demo's services and workers for the duration of the block."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    with contextlib.ExitStack() as stack:
+        for number, (identifier, scope) in enumerate(DEMO_SERVICES):
+            offset = DEMO_PERIOD * number / len(DEMO_SERVICES)
+            service = stack.enter_context(_LoopingService(DEMO_PERIOD, seed + number, offset))
+            brama.register(identifier, scope=scope, max_attempts=MAX_ATTEMPTS, expiry=EXPIRY,
+                           metadata={"url": service.url, "demo": True})
+            fetch = (make_client(service.url) if identifier == CONNECTION and scope is None
+                     else _client(identifier, scope, service.url))
+            where = identifier if scope is None else f"{scope}/{identifier}"
+            print(f"  demo service {where:<18} {service.url}", file=out, flush=True)
+            for n in range(WORKERS_PER_SERVICE):
+                threads.append(threading.Thread(
+                    target=worker, name=f"dashboard-demo-{identifier}-{n}", daemon=True,
+                    args=(fetch, Tally(), stop, (seed + number) * 1000 + n)))
+        for thread in threads:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+
+def run(config: DashboardConfig, out: TextIO, err: TextIO,
+        stop: threading.Event | None = None) -> int:
+    """Serve the dashboard until Ctrl-C (or until `stop` is set); returns the exit status."""
+    try:
+        start_system(config.backend)
+    except BackendUnavailableError:
+        print(f"python -m brama dashboard: --backend is not available in this version of "
+              f"Brama {brama.__version__} (it has no shared backend yet); run without "
+              f"--backend to see this process's connections", file=err)
+        return 2
+    try:
+        status_app = app()
+        try:
+            server = make_server(status_app, port=config.port)
+        except OSError as error:
+            print(f"python -m brama dashboard: cannot listen on 127.0.0.1:{config.port}: "
+                  f"{error.strerror or error}", file=err)
+            return 1
+        done = threading.Event() if stop is None else stop
+        with server, (_demo(config.seed, out) if config.demo else contextlib.nullcontext()):
+            print(f"Brama dashboard on {server.url}  (Ctrl-C to stop)", file=out, flush=True)
+            thread = threading.Thread(target=server.serve_forever, name="brama-dashboard",
+                                      kwargs={"poll_interval": 0.2}, daemon=True)
+            thread.start()
+            try:
+                while thread.is_alive() and not done.wait(0.5):  # Ctrl-C interrupts the wait
+                    pass
+            except KeyboardInterrupt:
+                print("\nstopping", file=out, flush=True)
+            finally:
+                status_app.close()  # ends the event streams, so their threads end too
+                server.shutdown()
+                thread.join()
+        print("dashboard stopped", file=out, flush=True)
+        return 0
+    finally:
+        brama.shutdown()

@@ -1,0 +1,141 @@
+"""brama.web in a real headless browser (Debian's chromium, driven by Playwright): the page
+renders every connection, and a state change shows up without a reload.
+
+Skipped only when no browser is installed and the variable CI is not set; under CI a missing
+browser is a failure (.ci/run installs Debian's chromium first)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _missing() -> str | None:
+    """Why the browser test cannot run here, or None when it can."""
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        return f"no browser: {CHROMIUM} is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[test]')"
+    return None
+
+
+def _require_browser() -> None:
+    """Skip (with the reason) when there is no browser, unless CI is set: then fail."""
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so the browser test must run: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1200, "height": 640})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.set_default_timeout(10_000)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"the page reported errors: {errors}"
+
+
+def row(page, connection: str):
+    return page.locator(f'#connections tbody tr[data-connection="{connection}"]')
+
+
+@pytest.mark.app(poll_interval=0.2)
+def test_the_page_renders_connections_and_follows_a_state_change_without_reload(served, page):
+    system, clock = served.system, served.clock
+    system.register("payments-api", max_attempts=3, expiry=42, type="http")
+    system.register("orders-db", scope="shop", type="database")
+    for _ in range(3):
+        system.success("payments-api")
+    system.failure("payments-api", reason="timeout")
+
+    page.goto(served.url)
+    page.wait_for_selector('#live:text("live")')  # the event stream is connected
+    payments, orders = row(page, "payments-api"), row(page, "orders-db")
+    assert payments.get_attribute("data-state") == "closed"
+    assert payments.locator(".badge").inner_text() == "closed"
+    assert payments.locator("td.failures").inner_text() == "1 / 3"
+    assert payments.locator("td.rate").inner_text() == "75.0 %"
+    assert payments.locator("td.name small").inner_text() == "http"
+    assert orders.locator("td.scope").inner_text() == "shop"
+    assert page.locator("#connections tbody tr").count() == 2
+    assert page.locator("#summary").inner_text().startswith("2 connections")
+
+    page.evaluate("window.__not_reloaded = true")
+    system.open_circuit("payments-api", reason="maintenance")
+    page.wait_for_selector('tr[data-connection="payments-api"][data-state="open"]')
+    assert payments.locator(".badge").inner_text() == "open"
+    # Time left from open_until and the server's clock (a FakeClock that stands still: the
+    # page counts down from 42 s with its own clock between polls).
+    left = payments.locator("td.open-for").inner_text()
+    assert re.fullmatch(r"\d+\.\d s", left) and 30 < float(left[:-2]) <= 42, left
+    assert page.locator("#events li.opened").first.inner_text().count("payments-api") == 1
+
+    clock.advance(42)  # half-open on its timer
+    page.wait_for_selector('tr[data-connection="payments-api"][data-state="half_open"]')
+    assert payments.locator(".badge").inner_text() == "half-open"
+    system.register("late-comer")
+    page.wait_for_selector('tr[data-connection="late-comer"]')
+    system.unregister("orders-db", scope="shop")
+    page.wait_for_selector('tr[data-connection="orders-db"]', state="detached")
+    assert page.evaluate("window.__not_reloaded") is True
+
+
+@pytest.mark.app(poll_interval=0.2)
+def test_the_sparkline_draws_the_calls_between_polls(served, page):
+    system = served.system
+    system.register("api", max_attempts=100)
+    page.goto(served.url)
+    page.wait_for_selector('tr[data-connection="api"]')
+    before = page.locator('tr[data-connection="api"] svg.spark rect.fail').count()
+    for _ in range(5):
+        system.failure("api")
+    system.success("api")
+    page.wait_for_function(
+        """() => document.querySelectorAll('tr[data-connection="api"] svg.spark rect.fail')
+                 .length > 0 && document.querySelectorAll(
+                 'tr[data-connection="api"] svg.spark rect.ok').length > 0""")
+    assert before == 0
+    assert "✗ 5" in row(page, "api").locator("td.totals").inner_text()
+
+
+def test_no_browser_skips_with_the_reason_but_fails_under_ci(monkeypatch):
+    monkeypatch.setattr(os.path, "exists", lambda path: False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no browser: /usr/bin/chromium"):
+        _require_browser()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set, so the browser test must run"):
+        _require_browser()
