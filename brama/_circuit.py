@@ -33,6 +33,10 @@ Decisions where the contract leaves room:
   granted; it applies to what comes next.
 - Events that change state carry an extra `trigger` key ("failures", "half_open_failure",
   "manual", "expiry", "reset_expiry", "success_threshold") besides the documented keys.
+- A circuit opened from closed by a rule (`max_attempts`, `failure_rate`, `slow_call_rate`)
+  gives the rule as the `reason` of `STATE_CHANGE` and `CIRCUIT_OPENED` and as `rule`, with
+  the last failure's own reason as `last_failure_reason`. A half-open trial's failure gives
+  that failure's reason.
 """
 
 from __future__ import annotations
@@ -242,12 +246,14 @@ def expiry_for(circuit: Circuit, options: Options) -> float:
 
 
 def _state_change(previous: CircuitState, new: CircuitState, reason: Any, failure_count: int,
-                  trigger: str, rule: str | None = None) -> Emit:
-    """The STATE_CHANGE event every transition emits (with the rule that opened it, if any)."""
+                  trigger: str, rule: str | None = None, last_failure_reason: Any = None) -> Emit:
+    """The STATE_CHANGE event every transition emits; an automatic trip names its rule (also
+    as the reason) and keeps the last failure's own reason beside it."""
     data = {"previous_state": previous, "new_state": new, "reason": reason,
             "failure_count": failure_count, "trigger": trigger}
     if rule is not None:
         data["rule"] = rule
+        data["last_failure_reason"] = last_failure_reason
     return Emit(EventType.STATE_CHANGE, data)
 
 
@@ -270,7 +276,8 @@ def _open(c: Circuit, options: Options, now: Now, wants: frozenset[EventType], *
     )
     events: list[Emit] = []
     if changed and EventType.STATE_CHANGE in wants:
-        events.append(_state_change(previous, OPEN, reason, c.failure_count, trigger, rule))
+        events.append(_state_change(previous, OPEN, reason, c.failure_count, trigger, rule,
+                                    c.last_failure_reason))
     if EventType.CIRCUIT_OPENED in wants:
         opened_data = {
             "reason": reason, "failure_count": c.failure_count, "expiry": expiry,
@@ -278,6 +285,7 @@ def _open(c: Circuit, options: Options, now: Now, wants: frozenset[EventType], *
         }
         if rule is not None:
             opened_data["rule"] = rule
+            opened_data["last_failure_reason"] = c.last_failure_reason
         events.append(Emit(EventType.CIRCUIT_OPENED, opened_data))
     expiry_timer = (
         _CANCEL_EXPIRY if deadline is None
@@ -460,9 +468,11 @@ def _on_failure(c: Circuit, options: Options, now: Now, reason: Any, permit: int
         broken = _exceeded(window, options, now)
         return Step(c, failure) if broken is None else _trip(c, options, now, wants, failure,
                                                              broken)
-    trigger = "failures" if state is CLOSED else "half_open_failure"
-    rule = "max_attempts" if state is CLOSED else None
-    opened = _open(c, options, now, wants, reason=reason, trigger=trigger, rule=rule)
+    if state is CLOSED:
+        opened = _open(c, options, now, wants, reason="max_attempts", trigger="failures",
+                       rule="max_attempts")
+    else:
+        opened = _open(c, options, now, wants, reason=reason, trigger="half_open_failure")
     cancel = () if taken is None or taken[1] is None else (_cancel(taken[1]),)
     return Step(opened.circuit, (*failure, *opened.events), (*cancel, *opened.timers))
 

@@ -100,4 +100,6 @@ def test_events_tell_the_whole_story(
         ("open", "half_open"),
         ("half_open", "closed"),
     ]
-    assert seen[0].data["reason"] == "HTTP 500"
+    # an automatic trip names its rule; the failure's own reason rides along
+    assert seen[0].data["reason"] == "max_attempts"
+    assert seen[0].data["last_failure_reason"] == "HTTP 500"

@@ -142,7 +142,7 @@ def test_state_change_on_every_transition(brama_system, brama_clock):
     # closed -> open by failures
     for _ in range(3):
         brama_system.failure("db", reason="boom")
-    assert _change(sub) == (CLOSED, OPEN, "boom", 3)
+    assert _change(sub) == (CLOSED, OPEN, "max_attempts", 3)
     assert specific.get(timeout=2).event is EventType.CIRCUIT_OPENED
 
     # open -> half_open by expiry

@@ -139,7 +139,8 @@ def test_the_consecutive_rule_keeps_working_alongside(brama_system: Brama) -> No
     assert brama_system.status("a").state is OPEN
     flush_events(system=brama_system)
     [change] = drain(sub)
-    assert (change.data["rule"], change.data["reason"]) == ("max_attempts", "x")
+    assert (change.data["rule"], change.data["reason"]) == ("max_attempts", "max_attempts")
+    assert change.data["last_failure_reason"] == "x"
 
 
 def test_the_failure_rate_event_says_the_rate_and_the_threshold(brama_system: Brama) -> None:

@@ -80,12 +80,15 @@ def test_failures_count_then_open_with_exact_events() -> None:
     assert {k: change[k] for k in ("previous_state", "new_state", "reason", "failure_count")} == {
         "previous_state": CLOSED,
         "new_state": OPEN,
-        "reason": "last",
+        "reason": "max_attempts",
         "failure_count": 3,
     }
-    assert change["trigger"] == "failures"
+    assert (change["trigger"], change["rule"], change["last_failure_reason"]) == (
+        "failures", "max_attempts", "last")
     opened = dict(events[2].data)
-    assert (opened["reason"], opened["failure_count"], opened["expiry"]) == ("last", 3, 60.0)
+    assert (opened["reason"], opened["failure_count"], opened["expiry"]) == (
+        "max_attempts", 3, 60.0)
+    assert opened["last_failure_reason"] == "last"
     c = d.circuit
     assert c.opened_at == 1.0 + WALL_OFFSET and c.last_state_change == c.opened_at
     assert c.open_deadline == 61.0 and c.current_expiry == 60.0 and c.opening_step == 1

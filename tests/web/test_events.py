@@ -35,7 +35,8 @@ def test_every_event_but_success_by_default(served, sse):
     assert change["timestamp"] == served.clock.time()
     assert change["data"]["previous_state"] == "closed"
     assert change["data"]["new_state"] == "open"
-    assert change["data"]["reason"] == "timeout"
+    assert change["data"]["reason"] == "max_attempts"
+    assert change["data"]["last_failure_reason"] == "timeout"
     system.register("marker")  # the next event after these is the marker's: no success
     assert stream.event()["connection"] == "marker"
 
