@@ -19,6 +19,7 @@ from brama import _circuit as circuit
 from brama._cell import Cell, fast_policy
 from brama._circuit import Circuit, Emit, Now
 from brama._options import Options
+from brama._window import TimeWindow
 from brama.otp import Actor, TimerRef, get_logger, safe_text
 from brama.types import CircuitState, EventType
 
@@ -165,7 +166,10 @@ class ConnectionActor(Actor):
         result = circuit.step(before, options, message, now, context.wants(), cell.fast_seen + 1)
         after = result.circuit
         if options.windowed or cell.policy is not None:  # what the hot path must check now
-            cell.window_second = int(now.mono // 1)
+            window = after.window
+            # the one second in which the hot path may count successes: the time window's own
+            cell.window_second = (window.second if isinstance(window, TimeWindow)
+                                  else int(now.mono // 1))
             cell.policy = fast_policy(options, after, now.mono, cell.fast_seen + 1)
         cell.circuit = after
         for key, delay, timer_message in result.timers:

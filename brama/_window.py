@@ -10,7 +10,8 @@ window. Both kinds cost O(1) per outcome and bounded memory per connection:
   second moves it to the past buckets (at most `size` of them) and drops the expired ones.
 
 Successes counted on the hot path without the actor are folded in later, in one step
-(`add_successes`); time windows are told the second they happened in.
+(`add_successes`); in a time window they belong to its current second, the only one in which
+the hot path counts them.
 """
 
 from __future__ import annotations
@@ -139,11 +140,12 @@ class TimeWindow:
                              slow=window.slow + slow)
 
     def add_successes(self, count: int, now: float) -> TimeWindow:
-        """The window with `count` more fast, successful calls at `now`."""
+        """The window as seen at `now`, with `count` more fast, successful calls in its current
+        second: the hot path counts successes without the actor only within that second (see
+        `brama._cell.Cell.window_second`), so that is where they belong, whenever folded."""
         if count <= 0:
             return self.at(now)
-        window = self.at(now)
-        return window.evolve(calls=window.calls + count)
+        return self.evolve(calls=self.calls + count).at(now)
 
     def rates(self, minimum_calls: int, now: float, pending: int = 0) -> Rates:
         """The window's rates at `now`, counting `pending` successes not folded in yet."""

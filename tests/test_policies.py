@@ -117,6 +117,24 @@ def test_time_buckets_aggregate_many_calls_per_second(
     assert status.failure_rate == pytest.approx(1 / 101)
 
 
+def test_successes_counted_without_the_actor_stay_in_their_own_second(
+    brama_system: Brama, brama_clock: FakeClock
+) -> None:
+    """Once the window is warm, successes are counter bumps folded in later; in a time window
+    they must age from the second they happened in, not from when they are folded or read."""
+    brama_system.register("t", window_type="time", window_size=2, minimum_calls=3,
+                          failure_rate_threshold=0.5)
+    calls(brama_system, "t", "ssssss")  # three through the actor (warming up), three fast
+    assert brama_system.status("t").calls_in_window == 6
+    brama_clock.advance(3)  # that second has left a 2-second window
+    assert brama_system.status("t").calls_in_window == 0
+    calls(brama_system, "t", "f")  # folds the fast ones: still in their own (expired) second
+    status = brama_system.status("t")
+    assert (status.calls_in_window, status.failure_rate) == (1, None)
+    calls(brama_system, "t", "ff")
+    assert brama_system.status("t").state is OPEN
+
+
 def test_both_rules_at_once_the_first_broken_opens(brama_system: Brama) -> None:
     brama_system.register("both", failure_rate_threshold=0.5, slow_call_duration=1.0,
                           slow_call_rate_threshold=0.5, minimum_calls=2, window_size=4)
