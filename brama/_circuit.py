@@ -538,8 +538,14 @@ def step(circuit: Circuit, options: Options, message: Message, now: Now,
     the rate policies' window); `wants`, which event types someone listens to.
     """
     c = circuit
-    if seen_fast > c.folded and (c.state is not CLOSED or not options.windowed):
-        c = c.evolve(folded=seen_fast)  # successes outside a closed window are not its calls
+    if seen_fast > c.folded:  # successes the hot path counted since the last step
+        if c.state is CLOSED and options.windowed:  # they are calls of the window: fold them
+            window = window_of(c, options, now.mono)
+            assert window is not None
+            c = c.evolve(window=window.add_successes(seen_fast - c.folded, now.mono),
+                         folded=seen_fast)
+        else:
+            c = c.evolve(folded=seen_fast)
     match message:
         case Failure(reason=reason, permit=permit, duration=duration):
             return _on_failure(c, options, now, reason, permit, duration, wants, seen_fast)

@@ -1,13 +1,15 @@
 """Model-based tests: random operation sequences against a small reference model.
 
 A hypothesis `RuleBasedStateMachine` drives one `Brama` on a `FakeClock` through register,
-unregister, success, failure, available, clock advances, manual open / close / reset,
+unregister, success, failure, available, calls that own their permits (`acquire`, then the
+permit's success, failure or release), clock advances, manual open / close / reset,
 reset_expiry, set_expiry, disable_expiry and configure (per connection and global). After
 every step the whole observable state of every connection is compared with `Reference`, an
-independent model written from API.md (it never calls `brama.circuit`).
+independent model written from docs/api.md (it never calls `brama._circuit` or
+`brama._window`). The rate policies' model runs in test_model_policies.py.
 
-Where API.md is silent the model follows the decisions in the module docstring of
-`brama/circuit.py`; each such place is marked "impl decision" below.
+Where the contract is silent the model follows the decisions in the module docstring of
+`brama/_circuit.py`; each such place is marked "impl decision" below.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from brama import (
     ConfigError,
     EventType,
     NotFoundError,
+    Permit,
 )
 from brama.testing import FakeClock, flush_events
 from tests.helpers import drain
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+LEGACY = "legacy"  # an outcome reported by plain success() / failure(): it owns no permit
 EPSILON = 1e-9  # FakeClock fires timers due up to target + 1e-9 (documented float slack)
 START_TIME = 1_000_000.0
 NEVER = 1e9  # hibernate_after that never elapses within one example
@@ -102,6 +106,9 @@ class Conn:
     last_success: float | None = None
     # impl decision: last_state_change is None until the first state change.
     last_state_change: float | None = None
+    # the rate policies' sliding window: (second, failed, slow) of each call recorded while
+    # closed, oldest first; None until a call is recorded, and again once the circuit closes
+    window: list[tuple[int, bool, bool]] | None = None
 
 
 class Reference:
@@ -112,7 +119,8 @@ class Reference:
         self.runtime: dict[str, Any] = {}
         self.conns: dict[tuple[str | None, str], Conn] = {}
         self.now = now
-        self.changes: list[tuple[str | None, str, str, str]] = []  # (scope, id, prev, new)
+        # (scope, id, prev, new, rule): rule names what opened a closed circuit, else None
+        self.changes: list[tuple[str | None, str, str, str, str | None]] = []
 
     # options (API.md "Configuration": per-connection > runtime configure > start > defaults;
     # initial_expiry defaults to expiry, max_expiry to 10 x expiry)
@@ -125,7 +133,17 @@ class Reference:
 
     @staticmethod
     def valid(options: dict[str, Any]) -> bool:
-        """ConfigError unless max_expiry >= initial_expiry."""
+        """ConfigError unless max_expiry >= initial_expiry, a slow-call rate threshold comes
+        with a slow-call duration, and a count window can hold minimum_calls."""
+        if options.get("slow_call_rate_threshold") is not None and (
+            options.get("slow_call_duration") is None
+        ):
+            return False
+        # a count window holds at most window_size calls: a larger minimum could never judge
+        if options.get("window_type", "count") == "count" and (
+            options.get("minimum_calls", 10) > (options.get("window_size") or 100)
+        ):
+            return False
         return options["max_expiry"] >= options["initial_expiry"]
 
     def opts(self, key: tuple[str | None, str]) -> dict[str, Any]:
@@ -147,13 +165,66 @@ class Reference:
 
     # transitions
 
-    def _change(self, key: tuple[str | None, str], conn: Conn, new: str) -> None:
+    def _change(self, key: tuple[str | None, str], conn: Conn, new: str,
+                rule: str | None = None) -> None:
         if conn.state != new:
-            self.changes.append((key[0], key[1], conn.state, new))
+            self.changes.append((key[0], key[1], conn.state, new, rule))
             conn.last_state_change = self.now
         conn.state = new
 
-    def open(self, key: tuple[str | None, str], expires_in: float | None = None) -> None:
+    # the rate policies (docs/api.md "Rate policies")
+
+    @staticmethod
+    def windowed(o: dict[str, Any]) -> bool:
+        return o.get("failure_rate_threshold") is not None or (
+            o.get("slow_call_duration") is not None)
+
+    def in_window(self, conn: Conn, o: dict[str, Any]) -> list[tuple[int, bool, bool]]:
+        """The calls the window holds now: the last window_size calls, or those of the
+        seconds of the last window_size seconds (one bucket per second)."""
+        if conn.window is None:
+            return []
+        if o.get("window_type", "count") == "time":
+            oldest = int(self.now // 1) - int(o.get("window_size") or 60) + 1
+            return [call for call in conn.window if call[0] >= oldest]
+        return conn.window[-int(o.get("window_size") or 100):]
+
+    def rates(self, conn: Conn, o: dict[str, Any]) -> tuple[int, float | None, float | None]:
+        """(calls in the window, failure rate, slow-call rate): rates None below
+        minimum_calls; the slow-call rate None without a slow_call_duration."""
+        calls = self.in_window(conn, o)
+        if len(calls) < o.get("minimum_calls", 10):
+            return len(calls), None, None
+        failed = sum(1 for call in calls if call[1]) / len(calls)
+        slow = sum(1 for call in calls if call[2]) / len(calls)
+        return len(calls), failed, slow if o.get("slow_call_duration") is not None else None
+
+    def record(self, key: tuple[str | None, str], failed: bool, duration: float | None) -> None:
+        """A call's outcome enters the window of a closed circuit."""
+        conn, o = self.conns[key], self.opts(key)
+        if not self.windowed(o):
+            conn.window = None
+            return
+        limit = o.get("slow_call_duration")
+        slow = duration is not None and limit is not None and duration >= limit
+        conn.window = [*(conn.window or []), (int(self.now // 1), failed, slow)]
+
+    def broken(self, key: tuple[str | None, str]) -> str | None:
+        """The rate rule the window breaks now (the failure rate is judged first)."""
+        conn, o = self.conns[key], self.opts(key)
+        if not self.windowed(o):
+            return None
+        _, failed, slow = self.rates(conn, o)
+        threshold = o.get("failure_rate_threshold")
+        if threshold is not None and failed is not None and failed >= threshold:
+            return "failure_rate"
+        threshold = o.get("slow_call_rate_threshold")
+        if threshold is not None and slow is not None and slow >= threshold:
+            return "slow_call_rate"
+        return None
+
+    def open(self, key: tuple[str | None, str], expires_in: float | None = None,
+             rule: str | None = None) -> None:
         conn = self.conns[key]
         expiry = self.next_expiry(conn) if expires_in is None else float(expires_in)
         expiry = expiry if expiry > 0 else 0.0
@@ -166,7 +237,7 @@ class Reference:
         conn.current_expiry = expiry
         conn.half_open_successes = 0
         conn.permits = []
-        self._change(key, conn, OPEN)
+        self._change(key, conn, OPEN, rule)
 
     def half_open(self, key: tuple[str | None, str]) -> None:
         conn = self.conns[key]
@@ -186,37 +257,76 @@ class Reference:
             conn.disabled = False
         conn.half_open_successes = 0
         conn.permits = []
+        conn.window = None  # a closed circuit starts a new window
         self._change(key, conn, CLOSED)
 
     # operations
 
-    def success(self, key: tuple[str | None, str]) -> None:
+    @staticmethod
+    def take_permit(conn: Conn, ticket: int | str) -> bool:
+        """In half-open: does this outcome hold a permit of this half-open period? It takes it.
+        A plain report (LEGACY) returns the oldest permit and always counts as a trial; a
+        call's ticket only when that very permit is still out."""
+        if ticket == LEGACY:
+            conn.permits = conn.permits[1:]
+            return True
+        for index, (permit_id, _) in enumerate(conn.permits):
+            if permit_id == ticket:
+                del conn.permits[index]
+                return True
+        return False
+
+    def success(self, key: tuple[str | None, str], ticket: int | str = LEGACY,
+                duration: float | None = None) -> None:
         conn = self.conns[key]
         conn.successes += 1
         conn.last_success = self.now
         if conn.state == CLOSED:
             conn.failure_count = 0
-        elif conn.state == HALF_OPEN:
-            conn.permits = conn.permits[1:]  # a report returns the oldest permit
+            self.record(key, False, duration)
+            if (rule := self.broken(key)) is not None:
+                self.open(key, rule=rule)
+        elif conn.state == HALF_OPEN and self.take_permit(conn, ticket):
             conn.half_open_successes += 1
             if conn.half_open_successes >= self.opts(key)["success_threshold"]:
                 # impl decision: expiry_disabled survives a close by success threshold.
                 self.close(key, clear_disabled=False)
-        # open: a late answer updates totals and last_success_time only.
+        # open, or a call admitted before this half-open period: totals and
+        # last_success_time only.
 
-    def failure(self, key: tuple[str | None, str]) -> None:
+    def failure(self, key: tuple[str | None, str], ticket: int | str = LEGACY,
+                duration: float | None = None) -> None:
         conn = self.conns[key]
         conn.failures += 1
         conn.last_failure = self.now
-        if conn.state == OPEN:
+        if conn.state == OPEN or (conn.state == HALF_OPEN and not self.take_permit(conn, ticket)):
             return  # late answer: totals and last_failure_time only
         # impl decision: in half-open failure_count keeps the count that opened the circuit
         # (so a half-open failure adds one to it).
         conn.failure_count += 1
-        conn.permits = conn.permits[1:]
-        if conn.state == CLOSED and conn.failure_count < self.opts(key)["max_attempts"]:
+        if conn.state == HALF_OPEN:
+            self.open(key)
             return
-        self.open(key)
+        self.record(key, True, duration)
+        if conn.failure_count >= self.opts(key)["max_attempts"]:
+            self.open(key, rule="max_attempts")  # the consecutive rule is judged first
+        elif (rule := self.broken(key)) is not None:
+            self.open(key, rule=rule)
+
+    def acquire(self, key: tuple[str | None, str]) -> int | None:
+        """`acquire`'s ticket: -1 admitted closed, a permit id in half-open, None refused."""
+        conn = self.conns[key]
+        if conn.state == CLOSED:
+            return -1
+        if not self.available(key):
+            return None
+        return conn.permits[-1][0]
+
+    def release(self, key: tuple[str | None, str], ticket: int) -> None:
+        """A call ends without an outcome: its permit (if still out) comes back at once."""
+        conn = self.conns[key]
+        if conn.state == HALF_OPEN:
+            self.take_permit(conn, ticket)
 
     def available(self, key: tuple[str | None, str]) -> bool:
         conn = self.conns.get(key)
@@ -298,7 +408,9 @@ class BramaModel(RuleBasedStateMachine):
     """Random operations on a Brama on a FakeClock, checked against `Reference`."""
 
     hibernate_after: float | None = NEVER  # None: the default (5.0), so actors hibernate
-    connection_options = connection_options
+    connection_options = connection_options  # what register and configure draw from
+    configure_options = connection_options  # what a global configure draws from
+    durations: st.SearchStrategy[float | None] = st.none()  # of reported calls
 
     def __init__(self) -> None:
         super().__init__()
@@ -312,6 +424,7 @@ class BramaModel(RuleBasedStateMachine):
             options["hibernate_after"] = self.hibernate_after
         self.system = Brama(clock=self.clock, **options)
         self.model = Reference(start, START_TIME)
+        self.held: list[tuple[tuple[str | None, str], Permit]] = []  # calls not ended yet
         # STATE_CHANGE only: wanting SUCCESS would switch off the success fast path.
         self.changes = self.system.subscribe(events=[EventType.STATE_CHANGE])
         # Start with every connection registered, so the steps exercise circuits rather than
@@ -351,20 +464,56 @@ class BramaModel(RuleBasedStateMachine):
     def unregister(self, key: tuple[str | None, str]) -> None:
         self.system.unregister(key[1], scope=key[0])  # unknown connections are ignored
         self.model.conns.pop(key, None)
+        self.held = [(k, permit) for k, permit in self.held if k != key]  # abandoned
 
-    @rule(key=keys)
-    def success(self, key: tuple[str | None, str]) -> None:
-        if self.check_known(key, self.system.success):
-            self.model.success(key)
-
-    @rule(key=keys, reason=reasons)
-    def failure(self, key: tuple[str | None, str], reason: Any) -> None:
+    @rule(key=keys, data=st.data())
+    def success(self, key: tuple[str | None, str], data: st.DataObject) -> None:
+        duration = data.draw(self.durations)
         if key not in self.model.conns:
             with pytest.raises(NotFoundError):
-                self.system.failure(key[1], scope=key[0], reason=reason)
+                self.system.success(key[1], scope=key[0], duration=duration)
             return
-        self.system.failure(key[1], scope=key[0], reason=reason)
-        self.model.failure(key)
+        self.system.success(key[1], scope=key[0], duration=duration)
+        self.model.success(key, duration=duration)
+
+    @rule(key=keys, reason=reasons, data=st.data())
+    def failure(self, key: tuple[str | None, str], reason: Any, data: st.DataObject) -> None:
+        duration = data.draw(self.durations)
+        if key not in self.model.conns:
+            with pytest.raises(NotFoundError):
+                self.system.failure(key[1], scope=key[0], reason=reason, duration=duration)
+            return
+        self.system.failure(key[1], scope=key[0], reason=reason, duration=duration)
+        self.model.failure(key, duration=duration)
+
+    @rule(key=keys)
+    def acquire(self, key: tuple[str | None, str]) -> None:
+        """A call that owns its admission (what the decorator and guard do)."""
+        if key not in self.model.conns:
+            with pytest.raises(NotFoundError):
+                self.system.acquire(key[1], scope=key[0])
+            return
+        expected = self.model.acquire(key)
+        permit = self.system.acquire(key[1], scope=key[0])
+        if expected is None:
+            assert permit is None
+            return
+        assert permit is not None and permit.ticket == expected, (permit, expected)
+        self.held.append((key, permit))
+
+    @precondition(lambda self: self.system is not None and bool(self.held))
+    @rule(index=st.integers(0, 7), end=st.sampled_from(["success", "failure", "release"]),
+          data=st.data())
+    def end_call(self, index: int, end: str, data: st.DataObject) -> None:
+        """One of the calls in flight ends; only its own permit is returned or counted."""
+        key, permit = self.held.pop(index % len(self.held))
+        if end == "release":
+            permit.release()
+            self.model.release(key, permit.ticket)
+            return
+        duration = data.draw(self.durations)
+        getattr(permit, end)(duration=duration)
+        getattr(self.model, end)(key, permit.ticket, duration)
 
     @rule(key=keys)
     def available(self, key: tuple[str | None, str]) -> None:
@@ -373,7 +522,8 @@ class BramaModel(RuleBasedStateMachine):
 
     @rule(key=keys, outcome=st.sampled_from(["success", "failure", "unreported"]))
     def guarded_call(self, key: tuple[str | None, str], outcome: str) -> None:
-        """What a client does: ask, and report the outcome only if the call went ahead."""
+        """What a client of the plain API does: ask, and report the outcome only if the call
+        went ahead (the report returns the oldest permit, whoever holds it)."""
         expected = self.model.available(key)
         assert self.system.available(key[1], scope=key[0]) is expected
         if not expected or outcome == "unreported":
@@ -434,7 +584,7 @@ class BramaModel(RuleBasedStateMachine):
 
     @rule(key=keys, options=st.data())
     def configure_connection(self, key: tuple[str | None, str], options: st.DataObject) -> None:
-        opts = options.draw(self.connection_options)
+        opts = options.draw(self.configure_options)
         if key not in self.model.conns:
             with pytest.raises(NotFoundError):
                 self.system.configure(key[1], scope=key[0], **opts)
@@ -447,8 +597,9 @@ class BramaModel(RuleBasedStateMachine):
         self.system.configure(key[1], scope=key[0], **opts)
         conn.overrides.update(opts)
 
-    @rule(options=connection_options)
-    def configure_global(self, options: dict[str, Any]) -> None:
+    @rule(data=st.data())
+    def configure_global(self, data: st.DataObject) -> None:
+        options = data.draw(self.configure_options)
         runtime = {**self.model.runtime, **options}
         ok = self.model.valid(self.model.options({}, runtime)) and all(
             self.model.valid(self.model.options(c.overrides, runtime))
@@ -491,6 +642,7 @@ class BramaModel(RuleBasedStateMachine):
         conn = m.conns[key]
         o = m.opts(key)
         outcomes = conn.successes + conn.failures
+        calls, failure_rate, slow_call_rate = m.rates(conn, o)
         expected = {
             "identifier": key[1],
             "scope": key[0],
@@ -515,6 +667,9 @@ class BramaModel(RuleBasedStateMachine):
             "total_failures": conn.failures,
             "rejected_calls": conn.rejected,
             "success_rate": conn.successes / outcomes if outcomes else None,
+            "calls_in_window": calls,
+            "failure_rate": failure_rate,
+            "slow_call_rate": slow_call_rate,
         }
         actual = {name: getattr(status, name) for name in expected}
         assert actual == expected, {
@@ -544,7 +699,8 @@ class BramaModel(RuleBasedStateMachine):
         # at the same instant may fire in either order).
         flush_events(system=self.system)
         seen = [
-            (e.scope, e.connection, e.data["previous_state"], e.data["new_state"])
+            (e.scope, e.connection, e.data["previous_state"], e.data["new_state"],
+             e.data.get("rule"))
             for e in drain(self.changes)
         ]
         for key in {c[:2] for c in seen + m.changes}:
@@ -566,6 +722,7 @@ class HibernatingBramaModel(BramaModel):
             "hibernate_after": st.sampled_from([0.0, 1.0, 5.0]),
         },
     )
+    configure_options = connection_options
 
 
 MODEL_SETTINGS = settings(
