@@ -77,9 +77,13 @@ class ServerClock:
         """Seconds since the kept sample was taken."""
         return self._monotonic() - self._at
 
+    def local(self) -> float:
+        """The local monotonic reading this clock is based on: time round trips with it."""
+        return self._monotonic()
+
     def observe(self, sent: float, received: float, server_time: float) -> bool:
-        """Take a sample: the server said `server_time` between local monotonic `sent` and
-        `received`. Returns True when it replaced the estimate."""
+        """Take a sample: the server said `server_time` between `sent` and `received`, two
+        readings of `local()`. Returns True when it replaced the estimate."""
         if not received >= sent:
             return False
         offset = server_time - (sent + received) / 2.0

@@ -6,15 +6,18 @@ half-open permit. It is written as one JSON object whose keys are the `Circuit` 
 
     {"format":1,"state":"open","failure_count":10,...,"permits":[[7,1733000030.5,"web1/42/9f0c1d2e"]]}
 
-- `overrides` (per-connection options) are NOT shared: options come from each process's own
-  code; a decoded circuit has none, and its owner puts its own back (`with_overrides`).
+- Local fields are NOT shared: `overrides` (per-connection options come from each process's
+  own code) and the rate policies' `window` / `folded` (each process judges its own recent
+  calls; the core is adding them). A decoder takes them from the caller's circuit (`local`).
 - Times are whatever clock the fleet steps with: server time (see `ServerClock`), so
   deadlines written by one host mean the same on every other.
 - `last_failure_reason` and event data keep JSON scalars, lists and string-keyed mappings;
   anything else becomes its `repr` (a state must always be writable, whatever users report).
 - Decoding checks every field's type and refuses a newer `format` (`FleetDataError`); keys it
   does not know (written by a newer minor version) are ignored, missing ones take the
-  `Circuit` default, and a `Circuit` field this codec has no rule for round-trips as JSON.
+  `Circuit` default. A `Circuit` field this codec has no rule for (added to the core after
+  it) is shared as JSON when its value is plain JSON data, and kept local otherwise: an
+  object the codec cannot rebuild is never turned into a string the state machine chokes on.
 
 A notice is what the transition script publishes:
 `{"v":version,"t":server_time,"k":[scope,identifier],"o":origin,"e":[[type,data],...],"s":{state}}`.
@@ -46,6 +49,7 @@ __all__ = [
     "encode_events",
     "encode_state",
     "jsonable",
+    "local_fields",
     "notice_header",
     "state_from_data",
 ]
@@ -53,8 +57,9 @@ __all__ = [
 FORMAT: Final = 1
 """Version of the state's JSON layout; a decoder refuses anything newer."""
 EMPTY: Final[Mapping[Any, Any]] = MappingProxyType({})
-LOCAL_FIELDS: Final = frozenset({"overrides"})
-"""Circuit fields that stay in their process and are never written to the fleet."""
+LOCAL_FIELDS: Final = frozenset({"overrides", "window", "folded"})
+"""Circuit fields that stay in their process and are never written to the fleet (names the
+core may not have yet are harmless here)."""
 _MAX_DEPTH = 8
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -129,6 +134,17 @@ def _json(name: str, value: Any) -> Any:
     return _frozen(value)
 
 
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True for JSON data that decodes back to an equal value (lists as tuples)."""
+    if value is None or type(value) in (bool, int, str):
+        return True
+    if type(value) is float:
+        return math.isfinite(value)
+    if type(value) is tuple and depth < _MAX_DEPTH:
+        return all(_plain(item, depth + 1) for item in value)
+    return False
+
+
 _RULES: Final[Mapping[str, Callable[[str, Any], Any]]] = MappingProxyType({
     "state": _state,
     "failure_count": _int, "opening_step": _int, "generation": _int,
@@ -143,6 +159,8 @@ _RULES: Final[Mapping[str, Callable[[str, Any], Any]]] = MappingProxyType({
 """How each shared field is checked when decoded; `permits` has its own rule, and a field
 without a rule (added to `Circuit` after this codec) is taken as JSON."""
 SHARED_FIELDS: Final = tuple(f for f in Circuit.__slots__ if f not in LOCAL_FIELDS)
+KNOWN_FIELDS: Final = frozenset({*_RULES, "permits"})
+_DEFAULT: Final = Circuit()
 
 
 # --- the shared state ----------------------------------------------------------------------
@@ -180,15 +198,26 @@ class FleetState:
         """Ids of the permits held by `origin` (what a stopping process would release)."""
         return tuple(pid for pid, _ in self.circuit.permits if self.owners.get(pid) == origin)
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> FleetState:
-        """The same state with this process's per-connection options on the circuit."""
-        if self.circuit.overrides is overrides:
-            return self
-        return FleetState(self.circuit.evolve(overrides=overrides), self.owners)
+    def with_local(self, local: Circuit) -> FleetState:
+        """The same shared state with the local fields (options, window...) of `local`."""
+        changes = local_fields(self.circuit, local)
+        return FleetState(self.circuit.evolve(**changes), self.owners) if changes else self
+
+
+def local_fields(circuit: Circuit, local: Circuit) -> dict[str, Any]:
+    """The fields of `local` that are not shared and differ (by identity) in `circuit`."""
+    changes = {}
+    for name in Circuit.__slots__:
+        if name in LOCAL_FIELDS or (name not in KNOWN_FIELDS and not _plain(
+                getattr(local, name))):
+            value = getattr(local, name)
+            if getattr(circuit, name) is not value:
+                changes[name] = value
+    return changes
 
 
 def encode_state(state: FleetState) -> str:
-    """The JSON text of `state` (without the circuit's local overrides)."""
+    """The JSON text of `state`'s shared fields (see the module docstring)."""
     circuit = state.circuit
     owners = state.owners
     data: dict[str, Any] = {"format": FORMAT}
@@ -198,7 +227,7 @@ def encode_state(state: FleetState) -> str:
             data[name] = [[pid, deadline, owners.get(pid)] for pid, deadline in value]
         elif name == "state":
             data[name] = value.value
-        else:
+        elif name in KNOWN_FIELDS or _plain(value):
             data[name] = jsonable(value)
     return _dumps(data)
 
@@ -225,13 +254,14 @@ def _load(text: bytes | str, what: str) -> Any:
         raise FleetDataError(f"{what} is not valid JSON: {exc}") from None
 
 
-def decode_state(text: bytes | str, overrides: Mapping[str, Any] = EMPTY) -> FleetState:
-    """The `FleetState` of JSON `text`, with `overrides` as the circuit's local options."""
+def decode_state(text: bytes | str, local: Circuit | None = None) -> FleetState:
+    """The `FleetState` of JSON `text`; its local fields (options, window...) are `local`'s,
+    or the defaults without one."""
     data = _load(text, "fleet state")
-    return state_from_data(data, overrides)
+    return state_from_data(data, local)
 
 
-def state_from_data(data: Any, overrides: Mapping[str, Any] = EMPTY) -> FleetState:
+def state_from_data(data: Any, local: Circuit | None = None) -> FleetState:
     """`decode_state` on already parsed JSON data."""
     if not isinstance(data, dict):
         raise FleetDataError(f"fleet state must be a JSON object, got {safe_repr(data)[:80]}")
@@ -242,7 +272,7 @@ def state_from_data(data: Any, overrides: Mapping[str, Any] = EMPTY) -> FleetSta
             "is a newer Brama writing to this namespace?"
         )
     fields: dict[str, Any] = {}
-    owners: Mapping[int, str] = field(default_factory=lambda: EMPTY)
+    owners: Mapping[int, str] = EMPTY
     for name in SHARED_FIELDS:
         if name not in data:
             continue
@@ -250,10 +280,9 @@ def state_from_data(data: Any, overrides: Mapping[str, Any] = EMPTY) -> FleetSta
             fields[name], owners = _permits(data[name])
         else:
             fields[name] = _RULES.get(name, _json)(name, data[name])
-    try:
-        circuit = Circuit(**fields, overrides=overrides)
-    except TypeError as exc:
-        raise FleetDataError(f"fleet state does not make a circuit: {exc}") from None
+    circuit = _DEFAULT.evolve(**fields)
+    if local is not None:
+        circuit = circuit.evolve(**local_fields(circuit, local))
     return FleetState(circuit, owners)
 
 
@@ -299,7 +328,7 @@ class ChangeNotice:
     key: FleetKey
     version: int
     state: FleetState
-    """The state written at `version` (its circuit has no local overrides)."""
+    """The state written at `version` (its local fields are the defaults: `with_local`)."""
     events: tuple[Emit, ...]
     origin: str
     """The process that made the transition."""

@@ -16,14 +16,13 @@ there first, writes nothing and returns the current version and state. `apply` i
   any fault; after a connection-level fault it raises at once, without I/O, until the
   background probe finds the backend again (`on_unavailable` / `on_restored`, once each).
 
-Decoded states carry the caller's own per-connection options (the `overrides` of the state
-it passed in): options are never shared, only the circuit is.
+Decoded states carry the caller's own local fields (per-connection options, rate window) of
+the state it passed in: options are never shared, only the circuit is.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar
@@ -55,7 +54,6 @@ T = TypeVar("T")
 COUNTERS: Final = ("successes", "failures", "rejections")
 """The fields of a connection's counters hash."""
 DEFAULT_ATTEMPTS: Final = 8
-_mono = time.monotonic
 
 
 class Counters(NamedTuple):
@@ -204,7 +202,7 @@ class FleetStore:
 
     def read(self, key: FleetKey, like: FleetState | None = None) -> Snapshot | None:
         """The fleet's state of `key`, or None if there is none; writes nothing. Decoded with
-        `like`'s overrides if given."""
+        `like`'s local fields if given."""
         reply = self._script(JOIN, key, ("", self._ttl_ms, "0"), "read")
         if reply[1] is None:
             return None
@@ -302,9 +300,9 @@ class FleetStore:
         client, clock = self.client, self.clock
 
         def run() -> Any:
-            sent = _mono()
+            sent = clock.local()
             reply = script.run(client, names, args)
-            clock.observe_reply(sent, _mono(), reply[time_at], reply[time_at + 1])
+            clock.observe_reply(sent, clock.local(), reply[time_at], reply[time_at + 1])
             return reply
 
         return self._call(what, run)
@@ -312,13 +310,13 @@ class FleetStore:
     def _decode(self, text: Any, like: FleetState | None, key: FleetKey) -> FleetState:
         if text is None:
             raise FleetDataError(f"the fleet state of {key!r} has a version but no state")
-        overrides = like.circuit.overrides if like is not None else None
-        return decode_state(text) if overrides is None else decode_state(text, overrides)
+        return decode_state(text, None if like is None else like.circuit)
 
     def _sample_time(self) -> None:
-        sent = _mono()
+        clock = self.clock
+        sent = clock.local()
         seconds, micros = self.client.time()
-        self.clock.observe_reply(sent, _mono(), seconds, micros)
+        clock.observe_reply(sent, clock.local(), seconds, micros)
 
     def _probe(self) -> None:
         """The keeper's probe: one TIME straight to the server (bypassing the fast fail)."""
@@ -331,10 +329,5 @@ class FleetStore:
 
 
 def _unchanged(before: FleetState, after: FleetState) -> bool:
-    """True when `after` would write the same shared state as `before` (options aside)."""
-    if after is before:
-        return True
-    circuit = after.circuit
-    if circuit.overrides is not before.circuit.overrides:
-        circuit = circuit.evolve(overrides=before.circuit.overrides)
-    return circuit == before.circuit and dict(after.owners) == dict(before.owners)
+    """True when `after` would write the same shared state as `before` (local fields aside)."""
+    return after is before or encode_state(after) == encode_state(before)

@@ -18,8 +18,8 @@ import pytest
 
 pytest.importorskip("redis", reason="the fleet tests need the extra brama[redis]")
 
-from brama._fleet import FleetConfig, FleetStore  # noqa: E402
-from tests.fleet.harness import RedisServer, server_binary, stop_all  # noqa: E402
+from brama._fleet import FleetConfig, FleetStore
+from tests.fleet.harness import RedisServer, server_binary, stop_all
 
 SAFE_TIMEOUT = 2.0
 """Operation timeout for tests that are not about timeouts."""
