@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from brama._fleet.codec import ChangeNotice, decode_notice
 from brama._fleet.config import FleetConfig, require_redis
-from brama._fleet.errors import FleetDataError
+from brama._fleet.errors import FleetDataError, describe
 from brama._fleet.keys import changes_channel, process_origin
-from brama.otp import Actor, get_logger, kill, safe_repr
+from brama.otp import Actor, get_logger, kill
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -162,7 +162,7 @@ class Bridge(Actor):
                     client = self._make_client()
                 pubsub = self._subscribe(client)
             except faults as exc:
-                self._last_error = safe_repr(exc)
+                self._last_error = describe(exc)
                 get_logger(_log).debug("fleet_bridge_subscribe_failed", error=self._last_error)
                 self._stopping.wait(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2.0, self.config.probe_max)
@@ -176,7 +176,7 @@ class Bridge(Actor):
                 self._callback("on_reconnect", self.on_reconnect)
                 self._pump(pubsub)
             except faults as exc:
-                self._last_error = safe_repr(exc)
+                self._last_error = describe(exc)
                 get_logger(_log).warning("fleet_bridge_disconnected", channel=self.channel,
                                          error=self._last_error)
             finally:
@@ -230,7 +230,7 @@ class Bridge(Actor):
             notice = decode_notice(payload, self.config.namespace)
         except FleetDataError as exc:
             self._undecodable += 1
-            get_logger(_log).warning("fleet_notice_undecodable", error=safe_repr(exc))
+            get_logger(_log).warning("fleet_notice_undecodable", error=describe(exc))
             return
         if self.skip_own and notice.origin == (self.origin or process_origin()):
             self._skipped += 1

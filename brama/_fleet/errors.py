@@ -11,8 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from brama.errors import BramaError
+from brama.otp import safe_text
 
-__all__ = ["BackendUnavailable", "ContentionError", "FleetDataError", "RedisMissingError"]
+__all__ = [
+    "BackendUnavailable",
+    "ContentionError",
+    "FleetDataError",
+    "RedisMissingError",
+    "describe",
+]
+
+
+def describe(error: BaseException | None) -> str:
+    """`Type: message` of an error, for messages and logs (redis-py's reprs hide the text)."""
+    if error is None:
+        return "no error"
+    return f"{type(error).__name__}: {safe_text(error)}"
 
 
 class BackendUnavailable(BramaError):

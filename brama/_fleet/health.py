@@ -25,8 +25,8 @@ import weakref
 from collections.abc import Callable
 from typing import Final
 
-from brama._fleet.errors import BackendUnavailable
-from brama.otp import get_logger, safe_repr
+from brama._fleet.errors import BackendUnavailable, describe
+from brama.otp import get_logger
 
 __all__ = ["Availability"]
 
@@ -74,7 +74,7 @@ class Availability:
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        state = "available" if self.available else f"unavailable ({safe_repr(self.error)})"
+        state = "available" if self.available else f"unavailable ({describe(self.error)})"
         return f"<Availability {self.name} {state}>"
 
     def check(self) -> None:
@@ -84,7 +84,7 @@ class Availability:
         if not self.available:
             raise BackendUnavailable(
                 f"fleet backend {self.name} is unavailable "
-                f"({safe_repr(self.error)}); probing in the background"
+                f"({describe(self.error)}); probing in the background"
             )
 
     def failed(self, error: BaseException) -> None:
@@ -164,7 +164,7 @@ class Availability:
             pass  # the job's own failure report already flipped availability
         except Exception as exc:
             get_logger(_log).warning("fleet_periodic_failed", backend=self.name,
-                                     error=safe_repr(exc))
+                                     error=describe(exc))
 
     def _probe(self) -> bool:
         """One probe; on success the backend is available again."""
@@ -173,7 +173,7 @@ class Availability:
         except Exception as exc:
             self.error = exc
             get_logger(_log).debug("fleet_probe_failed", backend=self.name,
-                                   error=safe_repr(exc))
+                                   error=describe(exc))
             return False
         with self._wake:
             self.available = True
@@ -186,7 +186,7 @@ class Availability:
                   *args: object) -> None:
         if name == "on_unavailable":
             get_logger(_log).warning("fleet_backend_unavailable", backend=self.name,
-                                     error=safe_repr(self.error))
+                                     error=describe(self.error))
         if callback is None:
             return
         try:

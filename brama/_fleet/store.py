@@ -31,11 +31,10 @@ from brama._circuit import Emit
 from brama._fleet.clock import ServerClock
 from brama._fleet.codec import FleetState, decode_state, encode_state, notice_header
 from brama._fleet.config import FleetConfig, require_redis
-from brama._fleet.errors import BackendUnavailable, ContentionError, FleetDataError
+from brama._fleet.errors import BackendUnavailable, ContentionError, FleetDataError, describe
 from brama._fleet.health import Availability
 from brama._fleet.keys import FleetKey, changes_channel, fleet_key, process_origin
 from brama._fleet.scripts import ADD_COUNTERS, JOIN, TRANSITION, Script
-from brama.otp import safe_repr
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -286,11 +285,11 @@ class FleetStore:
         except self._connection_errors as exc:
             self.availability.failed(exc)
             raise BackendUnavailable(
-                f"{what} on fleet backend {self.config.display_url} failed: {safe_repr(exc)}"
+                f"{what} on fleet backend {self.config.display_url} failed: {describe(exc)}"
             ) from exc
         except self._redis_error as exc:  # refused by the server (OOM, READONLY, NOPERM...)
             raise BackendUnavailable(
-                f"{what} refused by fleet backend {self.config.display_url}: {safe_repr(exc)}"
+                f"{what} refused by fleet backend {self.config.display_url}: {describe(exc)}"
             ) from exc
 
     def _script(self, script: Script, key: FleetKey, args: Sequence[Any], what: str, *,
