@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["Bridge", "BridgeInfo", "BridgeStatus"]
 
 _log: Final = "brama.fleet.bridge"
-_JOIN: Final = 2.0
-"""Longest wait in `on_stop` for the listener thread, beyond one `timeout`."""
+_JOIN: Final = 1.0
+"""Longest wait in `on_stop` for the listener thread, beyond one `timeout` and one connect
+(a callback in flight gets that long to return; after it the thread is abandoned)."""
 _POLL: Final = 0.05
 """Longest wait for a message before the listener looks at its stop flag again."""
 
