@@ -225,18 +225,23 @@ class FleetConfig:
                 f"timeout={self.timeout!r}, ttl={self.ttl!r})")
 
     def client(self) -> Redis:
-        """A redis-py client: no retries, every socket operation bounded by the timeouts."""
+        """A redis-py client: no retries, every socket operation bounded by the timeouts.
+
+        RESP2 unless `redis_options` (or the URL) say otherwise: every command Brama sends
+        answers the same in both, and RESP2 also works with servers older than Redis 6
+        (redis-py 8 would open every connection with HELLO 3)."""
         redis = require_redis()
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        options = {"protocol": 2, **self.redis_options}
         client: Redis = redis.Redis.from_url(
             self.url,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.connect_timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
-            **self.redis_options,
+            **options,
         )
         return client
 

@@ -64,6 +64,8 @@ class Availability:
         self.error: BaseException | None = None
         self.changes = 0
         """How many times availability changed (for diagnosis and tests)."""
+        self.probes = 0
+        """How many probes the keeper sent (one per backoff step while unavailable)."""
         self._closed = False
         self._init_threading()
         _instances.add(self)
@@ -168,6 +170,7 @@ class Availability:
 
     def _probe(self) -> bool:
         """One probe; on success the backend is available again."""
+        self.probes += 1
         try:
             self.probe()
         except Exception as exc:
