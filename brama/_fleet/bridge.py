@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from brama._fleet.codec import ChangeNotice, decode_notice
+from brama._fleet.codec import ChangeNotice, decode_notice, own_marker
 from brama._fleet.config import FleetConfig, require_redis
 from brama._fleet.errors import FleetDataError, describe
 from brama._fleet.keys import changes_channel, process_origin
@@ -227,14 +227,16 @@ class Bridge(Actor):
                 self._deliver(message["data"])
 
     def _deliver(self, payload: Any) -> None:
+        if isinstance(payload, str):  # a client made with decode_responses=True
+            payload = payload.encode()
+        if self.skip_own and own_marker(self.origin or process_origin()) in payload:
+            self._skipped += 1  # found without decoding: a process skips its own cheaply
+            return
         try:
             notice = decode_notice(payload, self.config.namespace)
         except FleetDataError as exc:
             self._undecodable += 1
             get_logger(_log).warning("fleet_notice_undecodable", error=describe(exc))
-            return
-        if self.skip_own and notice.origin == (self.origin or process_origin()):
-            self._skipped += 1
             return
         if self._stopping.is_set():
             return

@@ -25,6 +25,7 @@ A notice is what the transition script publishes:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,6 +52,7 @@ __all__ = [
     "jsonable",
     "local_fields",
     "notice_header",
+    "own_marker",
     "state_from_data",
 ]
 
@@ -319,6 +321,14 @@ def notice_header(key: FleetKey, origin: str, events: Sequence[Emit]) -> str:
     (the script wraps it with the version, the server time and the state)."""
     return (f'"k":{_dumps([key.scope, key.identifier])},"o":{_dumps(origin)},'
             f'"e":{_dumps(_event_data(events))}')
+
+
+@functools.lru_cache(maxsize=8)
+def own_marker(origin: str) -> bytes:
+    """Bytes found in a notice payload exactly when `origin` published it: JSON escapes every
+    quote inside strings, so `,"o":"<origin>","e":` cannot occur inside a scope or identifier,
+    and a process can skip its own notices without decoding them."""
+    return f',"o":{_dumps(origin)},"e":'.encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,3 +137,15 @@ def test_unknown_event_types_are_skipped() -> None:
 
     events = decode_events([["state_change", {"new_state": "open"}], ["from_the_future", {}]])
     assert events == (Emit(EventType.STATE_CHANGE, {"new_state": "open"}),)
+
+
+def test_own_notices_are_recognised_without_decoding() -> None:
+    from brama._fleet.codec import own_marker
+
+    mine, theirs = "web1/42/abcd", "web2/7/ef01"
+    sneaky = fleet_key("shop", f'x","o":"{mine}","e":[', scope=f',"o":"{mine}","e":')
+    for key, origin in ((sneaky, theirs), (fleet_key("shop", "p"), mine)):
+        payload = ('{"v":1,"t":1.0,' + notice_header(key, origin, ()) + ',"s":'
+                   + encode_state(FleetState(new_circuit(NOW))) + "}").encode()
+        assert (own_marker(mine) in payload) == (origin == mine)
+        assert decode_notice(payload, "shop").key == key
