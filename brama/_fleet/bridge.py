@@ -90,7 +90,7 @@ class Bridge(Actor):
         on_reconnect: Callable[[], None] | None = None,
         skip_own: bool = False,
         origin: str | None = None,
-        client: Callable[[], Redis] | None = None,
+        make_client: Callable[[], Redis] | None = None,
     ) -> None:
         super().__init__()
         if not callable(on_change):
@@ -104,7 +104,7 @@ class Bridge(Actor):
         self.skip_own = skip_own
         self.origin = origin
         self.channel = changes_channel(config.namespace)
-        self._make_client = client if client is not None else config.client
+        self._make_client = make_client if make_client is not None else config.client
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscribed = False
