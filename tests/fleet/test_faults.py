@@ -120,21 +120,32 @@ def test_each_operation_waits_at_most_the_timeout_on_a_hung_server(
     assert TIMEOUT * 0.9 <= outcome.seconds < TIMEOUT + SLACK, outcome
 
 
+@pytest.mark.parametrize("fault", ["killed", "paused"])
 def test_availability_callbacks_fire_once_each_way(watched: tuple[FleetStore, Watch],
-                                                    own_server: RedisServer) -> None:
+                                                    own_server: RedisServer,
+                                                    fault: str) -> None:
     store, watch = watched
     key = store.key("payments")
     for cycle in (1, 2):
         store.join(key, fresh(store))
-        own_server.kill()
-        for _ in range(5):
-            with pytest.raises(BackendUnavailable):
-                store.join(key, fresh(store))
-        wait_until(lambda cycle=cycle: len(watch.down) == cycle, what="on_unavailable")
-        own_server.restart()
+        if fault == "killed":
+            own_server.kill()
+        else:
+            own_server.pause()
+        try:
+            for _ in range(5):
+                with pytest.raises(BackendUnavailable):
+                    store.join(key, fresh(store))
+            wait_until(lambda cycle=cycle: len(watch.down) == cycle, what="on_unavailable")
+        finally:
+            if fault == "killed":
+                own_server.restart()
+            else:
+                own_server.resume()
         wait_until(lambda cycle=cycle: watch.up == cycle, what="on_restored")
         assert store.available
-        assert store.join(key, fresh(store)).created  # an empty server: recreated
+        # a restarted server is empty: the key is recreated; a resumed one kept it
+        assert store.join(key, fresh(store)).created is (fault == "killed")
     assert len(watch.down) == 2 and watch.up == 2
     assert store.availability.changes == 4
 
