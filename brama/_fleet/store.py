@@ -214,9 +214,15 @@ class FleetStore:
         it with `events` and `origin`, if the fleet is still at `expected_version` (or the
         key is missing: then it is created). Otherwise write nothing and return the current
         version and state, for the caller to step again on."""
+        return self._transition(key, expected_version, new_state, encode_state(new_state),
+                                events, origin)
+
+    def _transition(self, key: FleetKey, expected_version: int, new_state: FleetState,
+                    text: str, events: Sequence[Emit], origin: str | None) -> Result:
+        """`transition` with the state already encoded as `text`."""
         expected = _count("expected_version", expected_version)
         header = notice_header(key, self.origin if origin is None else origin, events)
-        args = (str(expected), encode_state(new_state), self._ttl_ms, self.channel, header)
+        args = (str(expected), text, self._ttl_ms, self.channel, header)
         reply = self._script(TRANSITION, key, args, "transition")
         status, version = reply[0], int(reply[1])
         if status == 0:
@@ -229,7 +235,7 @@ class FleetStore:
         """Step and compare-and-set until it sticks: `step(state)` on the last known fleet
         state; on a mismatch, `step` again on the fresh state, at most `attempts` times.
 
-        A step that changes nothing (same circuit and owners, no events) writes nothing.
+        A step that changes nothing (the same shared state, no events) writes nothing.
         Raises ContentionError (with `.version` / `.state`, the freshest known) when every
         attempt lost, and BackendUnavailable on any backend fault.
         """
@@ -238,9 +244,10 @@ class FleetStore:
         for attempt in range(1, attempts + 1):
             stepped = step(state)
             after = stepped.state
-            if not stepped.events and _unchanged(state, after):
+            text = encode_state(after)
+            if not stepped.events and (after is state or text == encode_state(state)):
                 return Applied(False, version, state, stepped.result, attempt)
-            result = self.transition(key, version, after, stepped.events, origin)
+            result = self._transition(key, version, after, text, stepped.events, origin)
             if result.written:
                 return Applied(True, result.version, after, stepped.result, attempt)
             version, state = result.version, result.state
@@ -325,8 +332,3 @@ class FleetStore:
         """The keeper's periodic job: sample the clock unless a script just did."""
         if self.clock.age() >= self.config.clock_refresh * 0.9:
             self.sync_clock()
-
-
-def _unchanged(before: FleetState, after: FleetState) -> bool:
-    """True when `after` would write the same shared state as `before` (local fields aside)."""
-    return after is before or encode_state(after) == encode_state(before)
