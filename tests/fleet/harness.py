@@ -110,11 +110,13 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Start the server and wait until it answers (the first start retries another port
-        if the kernel handed ours to someone else meanwhile)."""
+        if the kernel handed ours to someone else meanwhile). If it cannot start, its
+        directory is removed and RuntimeError says why (the server's log)."""
         for _attempt in range(3):
-            self.process = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            with open(os.path.join(self.directory, "stderr"), "ab") as errors:
+                self.process = subprocess.Popen(
+                    self.command(), stdin=subprocess.DEVNULL, stdout=errors, stderr=errors,
+                    preexec_fn=_die_with_parent)
             with _lock:
                 _running.add(self)
             self.paused = False
@@ -125,7 +127,9 @@ class RedisServer:
             if self.starts:
                 break
             self.port = free_port()
-        raise RuntimeError(f"redis-server {self.binary} did not start: {self.log()[-2000:]}")
+        log = self.log()[-2000:]
+        self.destroy()  # a server that never started leaves nothing behind
+        raise RuntimeError(f"redis-server {self.binary} did not start: {log}")
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
@@ -153,10 +157,12 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
     def log(self) -> str:
-        try:
-            return Path(self.directory, "log").read_text(errors="replace")
-        except OSError:
-            return ""
+        """What the server wrote: its start-up errors, then its log file."""
+        text = []
+        for name in ("stderr", "log"):
+            with contextlib.suppress(OSError):
+                text.append(Path(self.directory, name).read_text(errors="replace"))
+        return "".join(text)
 
     def kill(self) -> None:
         """SIGKILL the server (paused or not) and reap it."""
