@@ -1,0 +1,114 @@
+"""Names in Redis: the key layout of a connection, the namespace's channel, a process's origin.
+
+    brama:<namespace>:{<scope>/<identifier>}:state      hash  v (version), s (state JSON)
+    brama:<namespace>:{<scope>/<identifier>}:counters   hash  successes, failures, rejections
+    brama:<namespace>:changes                           pub/sub channel of every transition
+
+The braces are a Redis Cluster hash tag: both keys of one connection hash to the same slot,
+so one script can touch both; different connections spread over the cluster. Scope and
+identifier are percent-encoded (`{`, `}`, `/`, `%` and anything outside a small readable set
+become `%XX`), so the tag is never cut short and two connections never share a key; a
+connection without a scope has an empty scope part (`{/payments}`), which no real scope can
+produce since scopes are non-empty.
+
+The origin names one process of the fleet in notices and permit owners:
+`<host>/<pid>/<random>`. The random part tells apart two processes with the same pid (pid 1
+in every container); a forked child gets an origin of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from brama._validation import check_identifier, check_scope
+from brama.errors import ConfigError
+
+__all__ = [
+    "KEY_PREFIX",
+    "NAMESPACE_PATTERN",
+    "FleetKey",
+    "changes_channel",
+    "check_namespace",
+    "fleet_key",
+    "process_origin",
+]
+
+KEY_PREFIX = "brama"
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
+"""A namespace: 1 to 64 characters, letters, digits and `_ . : -`, not starting with a
+punctuation mark other than `_` (so it never holds a brace, a space or a glob character)."""
+_SAFE = ":@"
+"""Characters kept as they are in key parts besides letters, digits and `_ . - ~`."""
+
+
+def check_namespace(namespace: object, name: str = "namespace") -> str:
+    """A valid namespace, or ConfigError naming the argument `name`, the value and the rule."""
+    if not isinstance(namespace, str) or NAMESPACE_PATTERN.fullmatch(namespace) is None:
+        raise ConfigError(
+            f"{name}={namespace!r} must be 1 to 64 characters of letters, digits and "
+            "'_.:-', starting with a letter, a digit or '_'"
+        )
+    return namespace
+
+
+@dataclass(frozen=True, slots=True)
+class FleetKey:
+    """The Redis names of one connection's fleet state: built by `fleet_key`, used by the store
+    and carried by change notices (so an owner can route a notice to its connection)."""
+
+    namespace: str
+    scope: str | None
+    identifier: str
+    state: str
+    """Key of the versioned state hash."""
+    counters: str
+    """Key of the counters hash (same hash slot as `state`)."""
+
+    def __repr__(self) -> str:
+        return f"FleetKey({self.state!r})"
+
+
+def fleet_key(namespace: str, identifier: str, scope: str | None = None) -> FleetKey:
+    """The key pair of connection `(scope, identifier)` in `namespace` (all three checked)."""
+    namespace = check_namespace(namespace)
+    identifier = check_identifier(identifier)
+    scope = check_scope(scope)
+    tag = quote(scope or "", safe=_SAFE) + "/" + quote(identifier, safe=_SAFE)
+    base = f"{KEY_PREFIX}:{namespace}:{{{tag}}}:"
+    return FleetKey(namespace, scope, identifier, base + "state", base + "counters")
+
+
+def changes_channel(namespace: str) -> str:
+    """The pub/sub channel on which every transition of `namespace` is published."""
+    return f"{KEY_PREFIX}:{check_namespace(namespace)}:changes"
+
+
+class _Origin:
+    """This process's origin, made again in a forked child (its pid changed)."""
+
+    __slots__ = ("pid", "value")
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self.value = ""
+
+    def get(self) -> str:
+        pid = os.getpid()
+        if pid != self.pid:
+            host = socket.gethostname() or "host"
+            self.value = f"{host}/{pid}/{secrets.token_hex(4)}"
+            self.pid = pid
+        return self.value
+
+
+_origin = _Origin()
+
+
+def process_origin() -> str:
+    """The origin of this process: `<host>/<pid>/<random>`, stable for the process's life."""
+    return _origin.get()
