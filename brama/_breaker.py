@@ -27,7 +27,7 @@ from brama._validation import check_identifier, check_scope
 from brama.errors import AlreadyRegisteredError, CircuitOpenError, ConfigError, NotFoundError
 from brama.otp import ContainedBaseException, get_logger, safe_repr
 
-__all__ = ["HELD", "Binding", "Breaker", "check_callable", "holds", "judge"]
+__all__ = ["HELD", "Binding", "Breaker", "check_callable", "holds", "judge", "timed_out_message"]
 
 _log = "brama.decorator"
 VERDICTS = "'success', 'failure', ('failure', reason) or 'ignore'"
@@ -45,6 +45,11 @@ def holds(chain: tuple[Any, Any] | None, cell: Cell) -> bool:
             return True
         chain = chain[1]
     return False
+
+
+def timed_out_message(identifier: str, limit: float) -> str:
+    """The message of the TimeoutError that a breaker's own `timeout` raises."""
+    return f"connection {identifier!r}: no answer within {limit:g} s (the breaker's timeout)"
 
 
 def check_callable(value: Any, name: str) -> Any:

@@ -28,7 +28,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from brama import _default
-from brama._breaker import HELD, Binding, Breaker, Ignore, check_callable, holds, judge
+from brama._breaker import (
+    HELD,
+    Binding,
+    Breaker,
+    Ignore,
+    check_callable,
+    holds,
+    judge,
+    timed_out_message,
+)
 from brama._circuit import CLOSED, NO_PERMIT, OPEN, REFUSED
 from brama._system import Brama
 from brama._validation import check_duration
@@ -306,10 +315,11 @@ def _async_wrapper(
                 result = await func(*args, **kwargs)
             else:
                 result = await within(limit, func(*args, **kwargs))
-        except TimedOut as timed_out:
+        except TimedOut:
+            assert limit is not None
             breaker.failure(system, cell, ticket, f"timeout: no answer within {limit:g} s",
                             None if clock is None else clock() - started)
-            raise timed_out.error from None
+            raise TimeoutError(timed_out_message(cell.identifier, limit)) from None
         except Exception as exc:
             if ignore(exc):
                 breaker.release(system, cell, ticket)

@@ -13,7 +13,7 @@ import sys
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from brama._breaker import HELD, Breaker, Ignore, holds
+from brama._breaker import HELD, Breaker, Ignore, holds, timed_out_message
 from brama._cell import Cell
 from brama._circuit import CLOSED, NO_PERMIT, REFUSED
 from brama._system import Brama
@@ -130,7 +130,9 @@ class Guard:
                     self._breaker.failure(entry.system, entry.cell, entry.ticket,
                                           f"timeout: no answer within {self._limit:g} s",
                                           self._limit)
-                raise
+                assert self._limit is not None
+                raise TimeoutError(
+                    timed_out_message(entry.cell.identifier, self._limit)) from None
         self._report(entry, exc)
 
 
