@@ -223,6 +223,18 @@ class Breaker:
             get_logger(_log).warning("permit_release_failed", connection=cell.identifier,
                                      scope=cell.scope, exc_info=True)
 
+    def judged(self, system: Brama, cell: Cell, ticket: int,
+               error_handler: Callable[[Any], Any], result: Any,
+               duration: float | None = None) -> None:
+        """Report a return value as `error_handler` classifies it. If the handler raises, its
+        exception propagates and nothing is reported: the permit comes back at once."""
+        try:
+            verdict = judge(error_handler, result)
+        except BaseException:
+            self.release(system, cell, ticket)
+            raise
+        self.classify(system, cell, ticket, verdict, duration)
+
     def classify(self, system: Brama, cell: Cell, ticket: int, verdict: Any,
                  duration: float | None = None) -> None:
         """Report a return value as `error_handler` classified it; a verdict that is none of

@@ -13,6 +13,7 @@ Decisions where the contract leaves room:
   `ignore_exceptions` matches and for an "ignore" verdict.
 - If `error_handler` raises, its exception propagates and nothing is reported; if it returns
   something other than a verdict, TypeError / ValueError is raised and nothing is reported.
+  Either way the call's half-open permit comes back at once.
 - Generator functions are refused: their outcome is only known when the iteration ends.
 - `timeout=` needs an `async def` function (a thread cannot be interrupted); for a sync
   function, a slow call is what the slow-call policy is for.
@@ -35,7 +36,6 @@ from brama._breaker import (
     Ignore,
     check_callable,
     holds,
-    judge,
     timed_out_message,
 )
 from brama._circuit import CLOSED, NO_PERMIT, OPEN, REFUSED
@@ -228,7 +228,7 @@ def _sync_call(
     if error_handler is None:
         breaker.success(system, cell, ticket, duration)
     else:
-        breaker.classify(system, cell, ticket, judge(error_handler, result), duration)
+        breaker.judged(system, cell, ticket, error_handler, result, duration)
     return result
 
 
@@ -345,8 +345,8 @@ def _async_wrapper(
             except NotFoundError:
                 pass
         else:
-            breaker.classify(system, cell, ticket, judge(error_handler, result),
-                             None if clock is None else clock() - started)
+            breaker.judged(system, cell, ticket, error_handler, result,
+                           None if clock is None else clock() - started)
         return result
 
     return wrapper
