@@ -284,8 +284,13 @@ def _async_wrapper(
             binding = breaker.bind()
         system, cell, interest, wall = binding
         outer = held.get()
-        if outer is not None and holds(outer, cell):
-            return await func(*args, **kwargs)
+        if outer is not None and holds(outer, cell):  # under the outer call's permit...
+            if limit is None:
+                return await func(*args, **kwargs)
+            try:  # ...but with its own timeout, which the outer call then reports
+                return await within(limit, func(*args, **kwargs))
+            except TimedOut:
+                raise TimeoutError(timed_out_message(cell.identifier, limit)) from None
         state = cell.circuit.state
         if state is CLOSED:
             ticket = NO_PERMIT
