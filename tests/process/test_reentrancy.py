@@ -1,0 +1,328 @@
+"""Nested use of one connection: helpers that call each other through the same dependency.
+
+Found: `with guard("db")` around a `@circuit_breaker("db")` function counted one failing call
+twice; in half-open the inner call was refused by the outer call's permit and the outer guard
+reported that CircuitOpenError as a failure, re-opening the circuit on every expiry. Now a
+call on a connection made inside a call on the same connection (same thread, or same asyncio
+task) runs under the outer call's permit: it takes no permit, reports nothing of its own and
+is never refused; the outermost call's outcome is the one reported. Calls on other
+connections nested inside count on their own.
+
+Where "inside" ends (a choice, documented in docs/deploying.md): it follows `contextvars`.
+Tasks created inside a call (`create_task`, `gather`, `wait_for`) and `asyncio.to_thread`
+copy the context, so they are inside it, even if they outlive it; a `threading.Thread`
+started inside a call does not copy it, so its calls are calls of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from brama import Brama, CircuitOpenError, CircuitState, circuit_breaker, guard
+from tests.helpers import WAIT
+
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+
+
+def counts(system: Brama, name: str = "db") -> tuple[Any, ...]:
+    s = system.status(name)
+    return s.state, s.total_successes, s.total_failures, s.rejected_calls
+
+
+def half_open(system: Brama, name: str = "db") -> None:
+    system.register(name, half_open_max_calls=1, max_attempts=1, expiry=30)
+    system.open_circuit(name)
+    system.reset_expiry(name)
+
+
+def sync_nesting(shape: str, system: Brama, name: str, inner_name: str,
+                 body: Callable[[], Any]) -> Callable[[], Any]:
+    """`body` run inside two breakers: outer on `name`, inner on `inner_name`."""
+    outer_kind, inner_kind = shape.split("-in-")[::-1]
+
+    def wrap(kind: str, connection: str, func: Callable[[], Any]) -> Callable[[], Any]:
+        if kind == "decorator":
+            return circuit_breaker(connection, system=system)(func)
+        shared = guard(connection, system=system)
+
+        def guarded() -> Any:
+            with shared:
+                return func()
+
+        return guarded
+
+    return wrap(outer_kind, name, wrap(inner_kind, inner_name, body))
+
+
+def async_nesting(shape: str, system: Brama, name: str, inner_name: str,
+                  body: Callable[[], Any]) -> Callable[[], Any]:
+    outer_kind, inner_kind = shape.split("-in-")[::-1]
+
+    def wrap(kind: str, connection: str, func: Callable[[], Any]) -> Callable[[], Any]:
+        if kind == "decorator":
+
+            @circuit_breaker(connection, system=system)
+            async def decorated() -> Any:
+                return await func()
+
+            return decorated
+        shared = guard(connection, system=system)
+
+        async def guarded() -> Any:
+            async with shared:
+                return await func()
+
+        return guarded
+
+    return wrap(outer_kind, name, wrap(inner_kind, inner_name, body))
+
+
+SHAPES = ["decorator-in-guard", "guard-in-decorator", "decorator-in-decorator",
+          "guard-in-guard"]
+
+
+def run_nested(mode: str, shape: str, system: Brama, body_fails: bool, name: str = "db",
+               inner_name: str = "db") -> Any:
+    error = ConnectionError("down")
+    if mode == "sync":
+
+        def body() -> str:
+            if body_fails:
+                raise error
+            return "ok"
+
+        call = sync_nesting(shape, system, name, inner_name, body)
+        return call()
+
+    async def async_body() -> str:
+        await asyncio.sleep(0)
+        if body_fails:
+            raise error
+        return "ok"
+
+    return asyncio.run(async_nesting(shape, system, name, inner_name, async_body)())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_one_failing_call_counts_once(brama_system: Brama, mode: str, shape: str) -> None:
+    brama_system.register("db", max_attempts=2)
+    with pytest.raises(ConnectionError):
+        run_nested(mode, shape, brama_system, body_fails=True)
+    assert counts(brama_system) == (CLOSED, 0, 1, 0)
+    assert run_nested(mode, shape, brama_system, body_fails=False) == "ok"
+    assert counts(brama_system) == (CLOSED, 1, 1, 0)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_in_half_open_the_inner_call_runs_under_the_outer_permit(
+    brama_system: Brama, mode: str, shape: str
+) -> None:
+    half_open(brama_system)
+    assert run_nested(mode, shape, brama_system, body_fails=False) == "ok"
+    assert counts(brama_system) == (CLOSED, 1, 0, 0)  # never refused, closed by one trial
+    brama_system.unregister("db")
+    half_open(brama_system)
+    with pytest.raises(ConnectionError):  # not CircuitOpenError
+        run_nested(mode, shape, brama_system, body_fails=True)
+    assert counts(brama_system) == (OPEN, 0, 1, 0)  # one trial failure, re-opened once
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_different_connections_nested_each_count(
+    brama_system: Brama, mode: str, shape: str
+) -> None:
+    brama_system.register("api", max_attempts=5)
+    half_open(brama_system, "db")
+    with pytest.raises(ConnectionError):
+        run_nested(mode, shape, brama_system, body_fails=True, name="api", inner_name="db")
+    assert counts(brama_system, "api") == (CLOSED, 0, 1, 0)
+    assert counts(brama_system, "db") == (OPEN, 0, 1, 0)  # the inner took its own trial
+    with pytest.raises(CircuitOpenError):  # db refuses; api counts the refusal as a failure
+        run_nested(mode, shape, brama_system, body_fails=False, name="api", inner_name="db")
+    assert counts(brama_system, "api") == (CLOSED, 0, 2, 0)
+    assert counts(brama_system, "db") == (OPEN, 0, 1, 1)
+
+
+def test_the_outermost_outcome_is_the_one_reported(brama_system: Brama) -> None:
+    """An outer call that handles its inner call's failure succeeded, as far as the
+    connection is concerned: one call, one success."""
+    brama_system.register("db", max_attempts=1)
+
+    @circuit_breaker("db", system=brama_system)
+    def primary() -> str:
+        raise ConnectionError("primary down")
+
+    @circuit_breaker("db", system=brama_system)
+    def with_retry() -> str:
+        try:
+            return primary()
+        except ConnectionError:
+            return "from the replica"
+
+    assert with_retry() == "from the replica"
+    assert counts(brama_system) == (CLOSED, 1, 0, 0)
+
+
+def test_recursion_counts_once_and_the_next_call_is_a_call_again(brama_system: Brama) -> None:
+    brama_system.register("db", max_attempts=3)
+
+    @circuit_breaker("db", system=brama_system)
+    def walk(depth: int) -> int:
+        if depth == 0:
+            raise ConnectionError("bottom")
+        return walk(depth - 1)
+
+    for expected in (1, 2):
+        with pytest.raises(ConnectionError):
+            walk(5)
+        assert brama_system.status("db").total_failures == expected
+
+
+def test_same_name_in_other_scopes_or_systems_is_another_connection(brama_system: Brama) -> None:
+    brama_system.register("db", max_attempts=5)
+    brama_system.register("db", scope="tenant", max_attempts=5)
+    with Brama() as other:
+
+        @circuit_breaker("db", system=other)
+        def in_other_system() -> None:
+            raise ConnectionError("down")
+
+        @circuit_breaker("db", scope="tenant", system=brama_system)
+        def in_scope() -> None:
+            in_other_system()
+
+        with pytest.raises(ConnectionError), guard("db", system=brama_system):
+            in_scope()
+        for status in (brama_system.status("db"), brama_system.status("db", scope="tenant"),
+                       other.status("db")):
+            assert status.total_failures == 1
+
+
+# -- where "inside" ends --------------------------------------------------------------------
+
+
+def test_tasks_spawned_inside_a_call_are_inside_it(brama_system: Brama) -> None:
+    half_open(brama_system)
+
+    @circuit_breaker("db", system=brama_system)
+    async def query(n: int) -> int:
+        await asyncio.sleep(0)
+        return n
+
+    @circuit_breaker("db", system=brama_system)
+    def blocking_query(n: int) -> int:
+        return n
+
+    async def handler() -> list[int]:
+        async with guard("db", system=brama_system):
+            gathered = await asyncio.gather(query(1), query(2), asyncio.create_task(query(3)))
+            waited = await asyncio.wait_for(query(4), WAIT)
+            threaded = await asyncio.to_thread(blocking_query, 5)
+            return [*gathered, waited, threaded]
+
+    # five calls made from tasks and a worker thread inside the trial: none refused by the
+    # trial's permit, none reported on its own; the trial's success closes the circuit
+    assert asyncio.run(handler()) == [1, 2, 3, 4, 5]
+    assert counts(brama_system) == (CLOSED, 1, 0, 0)
+
+
+def test_a_task_that_outlives_the_call_is_still_inside_it(brama_system: Brama) -> None:
+    """The documented edge of following contextvars: a task created inside a call keeps the
+    call's context, so its own calls on that connection report nothing, even after the call
+    ended. Spawn long-lived tasks outside the call (or with a fresh context) to count them."""
+    brama_system.register("db", max_attempts=5)
+
+    @circuit_breaker("db", system=brama_system)
+    async def query() -> None:
+        raise ConnectionError("down")
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def background() -> None:
+            await release.wait()
+            with pytest.raises(ConnectionError):
+                await query()
+
+        async with guard("db", system=brama_system):
+            spawned = asyncio.create_task(background())
+            fresh = asyncio.create_task(background(), context=contextvars.Context())
+        release.set()
+        await asyncio.wait_for(asyncio.gather(spawned, fresh), WAIT)
+
+    asyncio.run(main())
+    status = brama_system.status("db")
+    assert (status.total_successes, status.total_failures) == (1, 1)  # the guard; the fresh one
+
+
+def test_a_thread_started_inside_a_call_makes_calls_of_its_own(brama_system: Brama) -> None:
+    half_open(brama_system)
+    seen: list[Any] = []
+
+    @circuit_breaker("db", system=brama_system)
+    def query() -> str:
+        return "ok"
+
+    def in_thread() -> None:
+        try:
+            seen.append(query())
+        except CircuitOpenError as exc:
+            seen.append(type(exc).__name__)
+
+    with guard("db", system=brama_system):
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join(WAIT)
+    assert seen == ["CircuitOpenError"]  # a call of its own: the trial's permit is taken
+    assert counts(brama_system) == (CLOSED, 1, 0, 1)
+
+
+# -- the inner call keeps what is its own -----------------------------------------------------
+
+
+def test_a_nested_call_keeps_its_own_timeout(brama_system: Brama) -> None:
+    """Running under the outer permit does not drop the inner call's `timeout=`: it still
+    raises TimeoutError, which the outer call then reports as its failure."""
+    brama_system.register("db", max_attempts=5)
+
+    @circuit_breaker("db", system=brama_system, timeout=0.05)
+    async def query() -> None:
+        await asyncio.Event().wait()
+
+    async def decorated_in_guard() -> None:
+        async with guard("db", system=brama_system):
+            await asyncio.wait_for(query(), WAIT)  # WAIT bounds the test, 0.05 s must fire
+
+    async def guard_in_guard() -> None:
+        async with guard("db", system=brama_system), guard("db", system=brama_system,
+                                                             timeout=0.05):
+            await asyncio.wait_for(asyncio.Event().wait(), WAIT)
+
+    for scenario in (decorated_in_guard, guard_in_guard):
+        with pytest.raises(TimeoutError) as caught:
+            asyncio.run(scenario())
+        assert str(caught.value) == (
+            "connection 'db': no answer within 0.05 s (the breaker's timeout)"), scenario
+    assert counts(brama_system) == (CLOSED, 0, 2, 0)
+
+
+def test_a_nested_fallback_is_not_needed_and_not_used(brama_system: Brama) -> None:
+    """Never refused inside the outer call: the inner fallback does not run in half-open."""
+    half_open(brama_system)
+
+    @circuit_breaker("db", system=brama_system, fallback=lambda: "fallback")
+    def query() -> str:
+        return "live"
+
+    with guard("db", system=brama_system):
+        assert query() == "live"
+    assert counts(brama_system) == (CLOSED, 1, 0, 0)
