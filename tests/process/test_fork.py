@@ -22,6 +22,7 @@ import pytest
 
 import brama
 from brama import Brama, BramaError, CircuitOpenError, CircuitState, EventType
+from brama.otp import TimerService
 from brama.testing import FakeClock, default_system, flush_events
 from tests.helpers import WAIT, in_child, threads_since, wait_until
 
@@ -409,3 +410,33 @@ def test_fork_under_load_never_hangs_a_child(system: Brama) -> None:
         for thread in threads:
             thread.join(WAIT)
     assert mailbox.dropped >= 0
+
+
+def test_fork_while_another_thread_advances_a_fake_clock() -> None:
+    """A test suite's FakeClock: a thread inside `advance` (delivering a timer whose
+    destination is busy) holds the clock's locks when the process forks."""
+    clock = FakeClock(0.0)
+    inside, leave = threading.Event(), threading.Event()
+
+    class Busy:
+        def tell(self, message: Any) -> None:
+            inside.set()
+            leave.wait(WAIT)
+
+    with TimerService(clock) as service, Brama(clock=clock) as system:
+        system.register("svc", expiry=30)
+        system.open_circuit("svc")
+        service.send_after(1.0, Busy(), "tick")
+        advancing = threading.Thread(target=clock.advance, args=(1.0,), daemon=True)
+        advancing.start()
+        try:
+            assert inside.wait(WAIT)
+
+            def child() -> list[Any]:
+                clock.advance(30)
+                return [system.status("svc").state, clock.monotonic()]
+
+            assert in_child(child, timeout=10) == [HALF_OPEN, 31.0]
+        finally:
+            leave.set()
+            advancing.join(WAIT)
