@@ -77,7 +77,8 @@ def collect(pid, read, timeout=20.0):
 
 def test_quick_start_at_module_level_then_fork() -> None:
     """The quick start registers at import; a forked child reports failures on a dormant and
-    an awake connection, decorated calls work, and it exits at once without shutdown()."""
+    an awake connection, decorated calls work, and it exits at once, without shutdown() (the
+    atexit hook) or after calling it."""
     result = run_json(FORK + """
 import brama
 
@@ -112,16 +113,23 @@ def calls():
 def only_exits():
     return {}
 
-answers = [collect(*fork(calls)), collect(*fork(only_exits))]
+def shuts_down():
+    brama.failure("search", reason="child")
+    started = time.monotonic()
+    brama.shutdown()
+    return {"shutdown_seconds": time.monotonic() - started}
+
+answers = [collect(*fork(calls)), collect(*fork(only_exits)), collect(*fork(shuts_down))]
 print(json.dumps({"answers": answers,
                   "parent": [brama.status("payments").failure_count,
                              brama.status("search").failure_count]}))
 """)
-    with_calls, only_exits = result["answers"]
-    assert "hung" not in with_calls and "hung" not in only_exits, result
+    with_calls, _only_exits, shuts_down = result["answers"]
+    assert not any("hung" in answer for answer in result["answers"]), result
     assert max(with_calls["took"].values()) < 1.0, with_calls
     assert (with_calls["value"], with_calls["payments"], with_calls["search"]) == (5, 0, 2)
-    for answer in (with_calls, only_exits):
+    assert shuts_down["shutdown_seconds"] < 1.0, shuts_down
+    for answer in result["answers"]:
         assert answer["exit_status"] == 0
         assert answer["exit_seconds"] < QUICK_EXIT, answer
     assert result["parent"] == [0, 1]
