@@ -35,10 +35,16 @@ VERDICTS = "'success', 'failure', ('failure', reason) or 'ignore'"
 HELD: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "brama_held_connections", default=None
 )
-"""The cells whose calls the current thread or task is inside: a chain (cell, rest)."""
+"""The connections whose calls the current thread or task is inside: a chain of links, each
+`[cell, outer]` (a decorated coroutine's call), `[cell, outer, entry]` (a guard's entry) or
+`(cell, outer)` (a decorated sync call). A call that ends sets its list link's cell to None:
+a task or thread that copied the context during the call is inside it only while it lasts,
+and a guard left out of order holds nothing any more. A sync call's link is a tuple (the hot
+path: no list to allocate, no store at the end): the only copies of its context are the
+ones made explicitly, or tasks created from sync code, which stay inside it."""
 
 
-def holds(chain: tuple[Any, Any] | None, cell: Cell) -> bool:
+def holds(chain: Any, cell: Cell) -> bool:
     """True when `cell` is in the chain of held connections."""
     while chain is not None:
         if chain[0] is cell:
