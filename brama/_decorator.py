@@ -314,7 +314,8 @@ def _async_wrapper(
         policy = cell.policy
         clock = None if policy is None or policy.slow_after is None else system.clock.monotonic
         started = 0.0 if clock is None else clock()
-        token = held.set((cell, outer))
+        link = [cell, outer]  # ended below: tasks that copied this context are not inside
+        token = held.set(link)  # the call any more once it is over
         try:
             if limit is None:
                 result = await func(*args, **kwargs)
@@ -336,6 +337,7 @@ def _async_wrapper(
             breaker.release(system, cell, ticket)
             raise
         finally:
+            link[0] = None
             held.reset(token)
         if error_handler is None:
             circuit = cell.circuit
