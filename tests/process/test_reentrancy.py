@@ -8,18 +8,20 @@ task) runs under the outer call's permit: it takes no permit, reports nothing of
 is never refused; the outermost call's outcome is the one reported. Calls on other
 connections nested inside count on their own.
 
-Where "inside" ends (a choice, documented in docs/deploying.md): it follows `contextvars`.
-Tasks created inside a call (`create_task`, `gather`, `wait_for`) and `asyncio.to_thread`
-copy the context, so they are inside it, even if they outlive it; a `threading.Thread`
-started inside a call does not copy it, so its calls are calls of their own.
+Where "inside" ends (a choice, documented in docs/deploying.md): it follows `contextvars`,
+and the call's lifetime. Tasks created inside a call (`create_task`, `gather`, `wait_for`)
+and `asyncio.to_thread` copy the context, so they are inside it while it lasts (a task that
+outlives the call makes calls of its own afterwards); a `threading.Thread` started inside a
+call does not copy it, so its calls are calls of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -235,33 +237,52 @@ def test_tasks_spawned_inside_a_call_are_inside_it(brama_system: Brama) -> None:
     assert counts(brama_system) == (CLOSED, 1, 0, 0)
 
 
-def test_a_task_that_outlives_the_call_is_still_inside_it(brama_system: Brama) -> None:
-    """The documented edge of following contextvars: a task created inside a call keeps the
-    call's context, so its own calls on that connection report nothing, even after the call
-    ended. Spawn long-lived tasks outside the call (or with a fresh context) to count them."""
-    brama_system.register("db", max_attempts=5)
+@pytest.mark.parametrize("kind", ["guard", "decorator"])
+def test_a_task_that_outlives_the_call_is_inside_it_only_while_it_lasts(
+    brama_system: Brama, kind: str
+) -> None:
+    """A background task spawned inside a call: its calls on the connection run under the
+    call's permit while the call lasts; once the call ended they are calls of their own,
+    counted, and refused by an open circuit."""
+    brama_system.register("db", max_attempts=1)
 
     @circuit_breaker("db", system=brama_system)
     async def query() -> None:
         raise ConnectionError("down")
 
-    async def main() -> None:
-        release = asyncio.Event()
+    async def main() -> list[str]:
+        during, done_during, after = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        seen: list[str] = []
 
         async def background() -> None:
-            await release.wait()
-            with pytest.raises(ConnectionError):
-                await query()
+            for moment, done in ((during, done_during), (after, None)):
+                await moment.wait()
+                try:
+                    await query()
+                except (ConnectionError, CircuitOpenError) as exc:
+                    seen.append(type(exc).__name__)
+                if done is not None:
+                    done.set()
 
-        async with guard("db", system=brama_system):
-            spawned = asyncio.create_task(background())
-            fresh = asyncio.create_task(background(), context=contextvars.Context())
-        release.set()
-        await asyncio.wait_for(asyncio.gather(spawned, fresh), WAIT)
+        spawned: list[asyncio.Task[None]] = []
 
-    asyncio.run(main())
-    status = brama_system.status("db")
-    assert (status.total_successes, status.total_failures) == (1, 1)  # the guard; the fresh one
+        async def call() -> None:
+            spawned.append(asyncio.create_task(background()))
+            during.set()
+            await asyncio.wait_for(done_during.wait(), WAIT)
+
+        if kind == "guard":
+            async with guard("db", system=brama_system):
+                await call()
+        else:
+            await circuit_breaker("db", system=brama_system)(call)()
+        assert counts(brama_system) == (CLOSED, 1, 0, 0)  # the call; the task's was inside it
+        after.set()
+        await asyncio.wait_for(spawned[0], WAIT)
+        return seen
+
+    assert asyncio.run(main()) == ["ConnectionError", "ConnectionError"]
+    assert counts(brama_system) == (OPEN, 1, 1, 0)  # counted once the call had ended
 
 
 def test_a_thread_started_inside_a_call_makes_calls_of_its_own(brama_system: Brama) -> None:
@@ -325,4 +346,109 @@ def test_a_nested_fallback_is_not_needed_and_not_used(brama_system: Brama) -> No
 
     with guard("db", system=brama_system):
         assert query() == "live"
+    assert counts(brama_system) == (CLOSED, 1, 0, 0)
+
+
+# -- guards around generators: exits out of order, or from another thread or task -----------
+
+
+def rows(system: Brama, name: str, count: int) -> Iterator[int]:
+    """A streaming query: the guard is held while the rows are consumed."""
+    with guard(name, system=system):
+        yield from range(count)
+
+
+@pytest.mark.parametrize("second", ["api", "db"])
+def test_interleaved_generators_leave_their_guards_out_of_order(
+    brama_system: Brama, second: str
+) -> None:
+    """zip-like consumption: the first guard entered is left first. Found: RuntimeError
+    "left without being entered in this context", and its permit held until the lease."""
+    for name in {"db", second}:
+        half_open(brama_system, name)
+    first, other = rows(brama_system, "db", 1), rows(brama_system, second, 2)
+    assert (next(first), next(other)) == (0, 0)
+    assert list(first) == []  # ends first, while `other` is still inside its guard
+    assert brama_system.status("db").state is CLOSED
+    assert list(other) == [1]
+    # with two connections each stream was a trial; on one, the second ran under the first
+    assert counts(brama_system, second) == (CLOSED, 1, 0, 0)
+    # nothing stale is left in this context: the next calls are calls of their own
+    brama_system.open_circuit("db")
+    brama_system.reset_expiry("db")
+    db_call = circuit_breaker("db", system=brama_system)(lambda: "not nested")
+    assert db_call() == "not nested"  # a trial of its own, which closes the circuit
+    assert counts(brama_system) == (CLOSED, 2, 0, 0)
+
+
+def test_a_stream_ending_inside_a_decorated_call_leaves_nothing_stale(
+    brama_system: Brama,
+) -> None:
+    brama_system.register("db", max_attempts=5)
+    stream = rows(brama_system, "db", 1)
+    next(stream)
+
+    @circuit_breaker("api", system=brama_system)
+    def finish_stream() -> None:
+        assert list(stream) == []  # the db guard is left inside the api call
+
+    finish_stream()
+
+    @circuit_breaker("db", system=brama_system)
+    def query() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        query()
+    assert counts(brama_system) == (CLOSED, 1, 1, 0)  # the stream's success, the query's failure
+
+
+def test_a_generator_closed_on_another_thread_returns_its_permit(brama_system: Brama) -> None:
+    half_open(brama_system)
+    stream = rows(brama_system, "db", 10)
+    next(stream)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            stream.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=close)
+    thread.start()
+    thread.join(WAIT)
+    assert errors == []
+    assert counts(brama_system) == (HALF_OPEN, 0, 0, 0)  # GeneratorExit: released, not counted
+
+
+def test_an_async_generator_closed_from_another_task_returns_its_permit(
+    brama_system: Brama,
+) -> None:
+    half_open(brama_system)
+
+    async def stream() -> AsyncIterator[int]:
+        async with guard("db", system=brama_system):
+            for n in range(10):
+                yield n
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        rows = stream()
+        assert await rows.__anext__() == 0
+        assert brama_system.status("db").half_open_permits_in_use == 1
+        # closed the way the event loop's finalizer does it: in a task of another context
+        await asyncio.wait_for(asyncio.create_task(rows.aclose(), context=contextvars.Context()),
+                               WAIT)
+        assert brama_system.status("db").half_open_permits_in_use == 0
+
+    asyncio.run(main())
+    assert counts(brama_system) == (HALF_OPEN, 0, 0, 0)
+
+
+def test_a_guard_on_an_exit_stack(brama_system: Brama) -> None:
+    brama_system.register("db", max_attempts=5)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(guard("db", system=brama_system))
+        stack.enter_context(guard("db", system=brama_system))  # nested: under the first
     assert counts(brama_system) == (CLOSED, 1, 0, 0)
