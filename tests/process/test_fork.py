@@ -10,6 +10,7 @@ multiprocessing pool and the gunicorn-like preload, in fresh interpreters, are i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -269,6 +270,29 @@ def test_a_trial_in_flight_in_the_parent_does_not_hold_the_childs_permit(system:
         leave.set()
         worker.join(WAIT)
     assert system.status("svc").state is CLOSED  # the parent's trial closed the parent's circuit
+
+
+def test_a_fork_inside_a_decorated_call(system: Brama) -> None:
+    """The forking thread is inside a call (a pool created by a decorated function): in the
+    child that call is the parent's, not the child's, so a call made there is a call of the
+    child, counted on the child's circuit; the parent's call reports once, in the parent."""
+    system.register("svc", max_attempts=5)
+
+    @brama.circuit_breaker("svc", system=system)
+    def spawn(fail: bool) -> Any:
+        if fail:
+            raise ConnectionError("down")
+
+        def child() -> Any:
+            with contextlib.suppress(ConnectionError):
+                spawn(True)
+            return system.status("svc").total_failures
+
+        return in_child(child)
+
+    assert spawn(False) == 1
+    status = system.status("svc")
+    assert (status.total_successes, status.total_failures) == (1, 0)
 
 
 # -- locks held by other threads at fork time ------------------------------------------------
