@@ -285,7 +285,9 @@ def test_a_task_that_outlives_the_call_is_inside_it_only_while_it_lasts(
     assert counts(brama_system) == (OPEN, 1, 1, 0)  # counted once the call had ended
 
 
-def test_a_thread_started_inside_a_call_makes_calls_of_its_own(brama_system: Brama) -> None:
+def test_a_thread_or_executor_started_inside_a_call_makes_calls_of_its_own(
+    brama_system: Brama,
+) -> None:
     half_open(brama_system)
     seen: list[Any] = []
 
@@ -305,6 +307,17 @@ def test_a_thread_started_inside_a_call_makes_calls_of_its_own(brama_system: Bra
         thread.join(WAIT)
     assert seen == ["CircuitOpenError"]  # a call of its own: the trial's permit is taken
     assert counts(brama_system) == (CLOSED, 1, 0, 1)
+
+    brama_system.open_circuit("db")
+    brama_system.reset_expiry("db")
+
+    async def executor() -> None:  # run_in_executor does not copy the context either
+        async with guard("db", system=brama_system):
+            await asyncio.get_running_loop().run_in_executor(None, in_thread)
+
+    asyncio.run(executor())
+    assert seen == ["CircuitOpenError"] * 2
+    assert counts(brama_system) == (CLOSED, 2, 0, 2)
 
 
 # -- the inner call keeps what is its own -----------------------------------------------------
