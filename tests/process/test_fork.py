@@ -67,7 +67,7 @@ def test_a_child_resumes_registrations_options_groups_and_states(system: Brama) 
     system.register("awake", max_attempts=3)
     system.failure("awake", reason="before the fork")  # its actor runs
     system.register("db", scope="tenant-a", max_attempts=2, half_open_max_calls=2)
-    system.register("opened", expiry=1.0)
+    system.register("opened", expiry=2.0)  # the child subscribes well before
     system.open_circuit("opened", reason="down")
     system.register("pinned")
     system.open_circuit("pinned")

@@ -245,7 +245,7 @@ import asyncio
 import brama
 import app
 
-brama.open_circuit("cache", reason="maintenance", expires_in=0.6)
+brama.open_circuit("cache", reason="maintenance", expires_in=2.0)  # workers subscribe well before
 opened_until = brama.status("cache").open_until
 assert app.query(1) == 2
 
