@@ -51,27 +51,42 @@ def fork(body):
     os.close(write)
     return pid, read
 
-def collect(pid, read, timeout=20.0):
-    # the child's answer, and how long after its last word it took to exit
+def collect_all(children, timeout=30.0):
+    # every child's answer, and how long after its last word it took to exit: all children
+    # are watched at once, so one's exit is seen while another is still working
     deadline = time.monotonic() + timeout
-    data = b""
-    while time.monotonic() < deadline:
-        if select.select([read], [], [], 0.05)[0]:
+    data = {pid: b"" for pid, _ in children}
+    reading = {read: pid for pid, read in children}
+    exited = {}
+    while (reading or len(exited) < len(children)) and time.monotonic() < deadline:
+        for read in select.select(list(reading), [], [], 0.005)[0] if reading else ():
             chunk = os.read(read, 65536)
-            if not chunk:
-                break
-            data += chunk
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            answer = json.loads(data)
-            answer["exit_seconds"] = time.time() - answer.pop("left_at")
-            answer["exit_status"] = os.waitstatus_to_exitcode(status)
-            return answer
-        time.sleep(0.005)  # polling a child's exit: nothing to wait on with a deadline
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return {"hung": True, "said": data.decode()}
+            if chunk:
+                data[reading[read]] += chunk
+            else:
+                del reading[read]
+        if not reading:
+            time.sleep(0.005)  # polling the children's exits: nothing to wait on with a deadline
+        for pid, _ in children:
+            if pid not in exited:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    exited[pid] = (time.time(), status)
+    answers = []
+    for pid, _ in children:
+        if pid not in exited:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            answers.append({"hung": True, "said": data[pid].decode()})
+            continue
+        answer = json.loads(data[pid])
+        answer["exit_seconds"] = exited[pid][0] - answer.pop("left_at")
+        answer["exit_status"] = os.waitstatus_to_exitcode(exited[pid][1])
+        answers.append(answer)
+    return answers
+
+def collect(pid, read, timeout=20.0):
+    return collect_all([(pid, read)], timeout)[0]
 """
 
 
@@ -293,7 +308,7 @@ def idle(number):
     return {"number": number, "pid": os.getpid()}
 
 children = [fork(lambda n=n: serve(n)) for n in range(4)] + [fork(lambda: idle(4))]
-answers = [collect(pid, read) for pid, read in children]
+answers = collect_all(children)
 brama.testing.flush_events()
 db = brama.status("db")
 print(json.dumps({"answers": answers, "master": [db.state.value, db.total_failures],
