@@ -27,7 +27,7 @@ from brama._validation import check_identifier, check_scope
 from brama.errors import AlreadyRegisteredError, CircuitOpenError, ConfigError, NotFoundError
 from brama.otp import ContainedBaseException, get_logger, safe_repr
 
-__all__ = ["HELD", "Binding", "Breaker", "check_callable", "holds", "judge"]
+__all__ = ["HELD", "Binding", "Breaker", "check_callable", "holds", "judge", "timed_out_message"]
 
 _log = "brama.decorator"
 VERDICTS = "'success', 'failure', ('failure', reason) or 'ignore'"
@@ -35,16 +35,27 @@ VERDICTS = "'success', 'failure', ('failure', reason) or 'ignore'"
 HELD: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "brama_held_connections", default=None
 )
-"""The cells whose calls the current thread or task is inside: a chain (cell, rest)."""
+"""The connections whose calls the current thread or task is inside: a chain of links, each
+`[cell, outer]` (a decorated coroutine's call), `[cell, outer, entry]` (a guard's entry) or
+`(cell, outer)` (a decorated sync call). A call that ends sets its list link's cell to None:
+a task or thread that copied the context during the call is inside it only while it lasts,
+and a guard left out of order holds nothing any more. A sync call's link is a tuple (the hot
+path: no list to allocate, no store at the end): the only copies of its context are the
+ones made explicitly, or tasks created from sync code, which stay inside it."""
 
 
-def holds(chain: tuple[Any, Any] | None, cell: Cell) -> bool:
+def holds(chain: Any, cell: Cell) -> bool:
     """True when `cell` is in the chain of held connections."""
     while chain is not None:
         if chain[0] is cell:
             return True
         chain = chain[1]
     return False
+
+
+def timed_out_message(identifier: str, limit: float) -> str:
+    """The message of the TimeoutError that a breaker's own `timeout` raises."""
+    return f"connection {identifier!r}: no answer within {limit:g} s (the breaker's timeout)"
 
 
 def check_callable(value: Any, name: str) -> Any:
@@ -217,6 +228,18 @@ class Breaker:
         except Exception:
             get_logger(_log).warning("permit_release_failed", connection=cell.identifier,
                                      scope=cell.scope, exc_info=True)
+
+    def judged(self, system: Brama, cell: Cell, ticket: int,
+               error_handler: Callable[[Any], Any], result: Any,
+               duration: float | None = None) -> None:
+        """Report a return value as `error_handler` classifies it. If the handler raises, its
+        exception propagates and nothing is reported: the permit comes back at once."""
+        try:
+            verdict = judge(error_handler, result)
+        except BaseException:
+            self.release(system, cell, ticket)
+            raise
+        self.classify(system, cell, ticket, verdict, duration)
 
     def classify(self, system: Brama, cell: Cell, ticket: int, verdict: Any,
                  duration: float | None = None) -> None:

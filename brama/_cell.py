@@ -116,8 +116,15 @@ class Cell:
 
     def successor(self) -> Cell:
         """The same registration in a new cell (after a fork: what held this one, such as a
-        decorator's binding to the parent's bus, sees it is no longer live and looks again)."""
-        new = Cell(self.identifier, self.scope, self.type, self.metadata, self.circuit)
+        decorator's binding to the parent's bus, sees it is no longer live and looks again).
+
+        Outstanding half-open permits are not carried over: they belong to the parent's calls,
+        which never report in the child (a call in flight on the forking thread itself reports
+        there with a ticket of no current permit, counted in the totals only)."""
+        circuit = self.circuit
+        if circuit.permits:
+            circuit = circuit.evolve(permits=())
+        new = Cell(self.identifier, self.scope, self.type, self.metadata, circuit)
         new.fast_successes = itertools.count(count_value(self.fast_successes))
         new.fast_rejections = itertools.count(count_value(self.fast_rejections))
         new.last_fast_success = self.last_fast_success

@@ -559,7 +559,11 @@ def step(circuit: Circuit, options: Options, message: Message, now: Now,
             return _on_expiry_tick(c, now, generation, wants)
         case PermitTimeout(permit_id=permit_id):
             permits = tuple(p for p in c.permits if p[0] != permit_id)
-            return Step(c if len(permits) == len(c.permits) else c.evolve(permits=permits))
+            if len(permits) == len(c.permits):
+                return Step(c)
+            # Its timer has normally fired already; cancelling keeps the timers exact when
+            # the message came another way (a no-op for a timer that fired).
+            return Step(c.evolve(permits=permits), timers=(_cancel(permit_timer(permit_id)),))
         case OpenCircuit(reason=reason, expires_in=expires_in):
             return _open(c, options, now, wants, reason=reason, trigger="manual",
                          expires_in=expires_in)

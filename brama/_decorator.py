@@ -13,6 +13,7 @@ Decisions where the contract leaves room:
   `ignore_exceptions` matches and for an "ignore" verdict.
 - If `error_handler` raises, its exception propagates and nothing is reported; if it returns
   something other than a verdict, TypeError / ValueError is raised and nothing is reported.
+  Either way the call's half-open permit comes back at once.
 - Generator functions are refused: their outcome is only known when the iteration ends.
 - `timeout=` needs an `async def` function (a thread cannot be interrupted); for a sync
   function, a slow call is what the slow-call policy is for.
@@ -28,7 +29,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from brama import _default
-from brama._breaker import HELD, Binding, Breaker, Ignore, check_callable, holds, judge
+from brama._breaker import (
+    HELD,
+    Binding,
+    Breaker,
+    Ignore,
+    check_callable,
+    holds,
+    timed_out_message,
+)
 from brama._circuit import CLOSED, NO_PERMIT, OPEN, REFUSED
 from brama._system import Brama
 from brama._validation import check_duration
@@ -219,7 +228,7 @@ def _sync_call(
     if error_handler is None:
         breaker.success(system, cell, ticket, duration)
     else:
-        breaker.classify(system, cell, ticket, judge(error_handler, result), duration)
+        breaker.judged(system, cell, ticket, error_handler, result, duration)
     return result
 
 
@@ -275,8 +284,13 @@ def _async_wrapper(
             binding = breaker.bind()
         system, cell, interest, wall = binding
         outer = held.get()
-        if outer is not None and holds(outer, cell):
-            return await func(*args, **kwargs)
+        if outer is not None and holds(outer, cell):  # under the outer call's permit...
+            if limit is None:
+                return await func(*args, **kwargs)
+            try:  # ...but with its own timeout, which the outer call then reports
+                return await within(limit, func(*args, **kwargs))
+            except TimedOut:
+                raise TimeoutError(timed_out_message(cell.identifier, limit)) from None
         state = cell.circuit.state
         if state is CLOSED:
             ticket = NO_PERMIT
@@ -300,16 +314,18 @@ def _async_wrapper(
         policy = cell.policy
         clock = None if policy is None or policy.slow_after is None else system.clock.monotonic
         started = 0.0 if clock is None else clock()
-        token = held.set((cell, outer))
+        link = [cell, outer]  # ended below: tasks that copied this context are not inside
+        token = held.set(link)  # the call any more once it is over
         try:
             if limit is None:
                 result = await func(*args, **kwargs)
             else:
                 result = await within(limit, func(*args, **kwargs))
-        except TimedOut as timed_out:
+        except TimedOut:
+            assert limit is not None
             breaker.failure(system, cell, ticket, f"timeout: no answer within {limit:g} s",
                             None if clock is None else clock() - started)
-            raise timed_out.error from None
+            raise TimeoutError(timed_out_message(cell.identifier, limit)) from None
         except Exception as exc:
             if ignore(exc):
                 breaker.release(system, cell, ticket)
@@ -321,6 +337,7 @@ def _async_wrapper(
             breaker.release(system, cell, ticket)
             raise
         finally:
+            link[0] = None
             held.reset(token)
         if error_handler is None:
             circuit = cell.circuit
@@ -335,8 +352,8 @@ def _async_wrapper(
             except NotFoundError:
                 pass
         else:
-            breaker.classify(system, cell, ticket, judge(error_handler, result),
-                             None if clock is None else clock() - started)
+            breaker.judged(system, cell, ticket, error_handler, result,
+                           None if clock is None else clock() - started)
         return result
 
     return wrapper

@@ -13,6 +13,11 @@ import os
 import weakref
 from typing import Protocol
 
+# brama.otp's own fork hooks (which mark every inherited actor, bus and timer thread dead)
+# must run before ours, which start the new ones: `after_in_child` hooks run in the order
+# they were registered, so brama.otp is imported (and registers them) first.
+import brama.otp  # noqa: F401
+
 __all__ = ["track"]
 
 

@@ -57,6 +57,10 @@ class Brama:
         """In a forked child: new threads and actors over the same state (see `_fork`)."""
         self._settings.after_fork_in_child()
         self._lock = threading.Lock()
+        # The inherited runtime's actors are dead here, but brama.otp restarted its timer
+        # service's thread: stop it, or it fires the parent's timers (one more thread per
+        # fork generation, and a FakeClock keeps driving it).
+        self._runtime.timers.stop()
         if not self._stopped:
             for key, cell in list(self._table.items()):
                 self._table[key] = cell.successor()

@@ -8,10 +8,18 @@ only for state that offers nothing to wait on).
 from __future__ import annotations
 
 import itertools
+import os
+import pickle
 import queue
+import select
+import signal
+import subprocess
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -156,3 +164,90 @@ def lateness_ok(samples_ms: list[float], *, median_ms: float, p90_ms: float) -> 
     median = ordered[len(ordered) // 2]
     p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
     return median <= median_ms and p90 <= p90_ms
+
+
+def in_child(body: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Run `body` in a child made with `os.fork()` and return what it returned (pickled back).
+
+    An exception in the child fails the test with the child's traceback; a child that has not
+    answered after `timeout` seconds is killed and fails the test, so a hang never hangs the
+    suite. The child leaves with `os._exit`, running none of the test process's atexit hooks.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read)
+            try:
+                answer: tuple[str, Any] = ("ok", body())
+            except BaseException:
+                answer = ("error", traceback.format_exc())
+            try:
+                data = pickle.dumps(answer)
+            except Exception:
+                data = pickle.dumps(("error", f"unpicklable answer: {answer!r}"))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write, view):]
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    finished = False
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([read], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(read, 65536)
+            if not chunk:
+                finished = True
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read)
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+        reap(pid)
+    if not finished:
+        pytest.fail(f"the forked child hung: no answer within {timeout}s (killed)")
+    if not chunks:
+        pytest.fail("the forked child died without answering")
+    kind, value = pickle.loads(b"".join(chunks))
+    if kind == "error":
+        pytest.fail(f"the forked child raised:\n{value}")
+    return value
+
+
+def reap(pid: int, timeout: float = WAIT) -> int:
+    """Wait (bounded) for child `pid` to end and return its wait status; kill it if it does
+    not end within `timeout` seconds and fail the test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"child {pid} did not exit within {timeout}s (killed)")
+        _pause.wait(0.005)
+
+
+def run_python(code: str, *, timeout: float = 30.0, cwd: Path | str | None = None,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter (this venv's); fail the test if it has not finished
+    after `timeout` seconds, killing its whole process group (children it forked included)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=cwd, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=WAIT)
+        pytest.fail(f"the script did not finish within {timeout}s (killed)\n"
+                    f"stdout:\n{stdout}\nstderr:\n{stderr}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Final, Protocol, runtime_checkable
 
@@ -106,6 +108,13 @@ class FakeClock:
         self._advance_lock = threading.Lock()  # serializes whole advances
         self._now = now
         self._sources: dict[int, TimerSource] = {}
+        _fake_clocks.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """Another thread (one inside `advance`, or reading the time) may have held the
+        locks when the process forked; no thread of the parent survives in the child."""
+        self._lock = threading.Lock()
+        self._advance_lock = threading.Lock()
 
     def time(self) -> float:
         """The fake wall-clock time (moves together with `monotonic`)."""
@@ -169,3 +178,15 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now!r})"
+
+
+_fake_clocks: weakref.WeakSet[FakeClock] = weakref.WeakSet()
+
+
+def _reinit_fake_clocks_after_fork() -> None:
+    for clock in list(_fake_clocks):
+        clock._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_fake_clocks_after_fork)

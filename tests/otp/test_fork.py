@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from brama.otp import Actor, NotHandledError, Registry, TimerService, call
+from tests.helpers import in_child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -19,39 +19,6 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 class Echo(Actor):
     def on_receive(self, message: Any) -> Any:
         return message
-
-
-def in_child(body: Callable[[], str], timeout: float = 20.0) -> str:
-    """Run `body` in a forked child; return what it returned (or the error it raised)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(read)
-            try:
-                result = body()
-            except BaseException as exc:
-                result = f"error: {exc!r}"
-            os.write(write, result.encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    chunks: list[bytes] = []
-    done = threading.Event()
-
-    def reader() -> None:
-        while chunk := os.read(read, 65536):
-            chunks.append(chunk)
-        done.set()
-
-    threading.Thread(target=reader, daemon=True).start()
-    finished = done.wait(timeout)
-    if not finished:
-        os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    os.close(read)
-    assert finished, "the child hung"
-    return b"".join(chunks).decode()
 
 
 def test_inherited_actors_are_dead_in_the_child_and_calls_do_not_hang() -> None:
