@@ -41,10 +41,10 @@ Decisions where the contract leaves room:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import Any
 
+from brama._circuit_state import CLOSED, EMPTY, HALF_OPEN, OPEN, Circuit, Step, new_circuit
 from brama._expiry import expiry_overrides, next_opening_expiry
 from brama._messages import (
     ALL_EVENTS,
@@ -72,15 +72,18 @@ from brama._messages import (
     permit_timer,
 )
 from brama._options import Options
-from brama._record import record
 from brama._window import TimeWindow, Window, new_window
 from brama.types import CircuitState, EventType
 
 __all__ = [
     "ALL_EVENTS",
+    "CLOSED",
+    "EMPTY",
     "EXPIRY_TIMER",
+    "HALF_OPEN",
     "LEGACY",
     "NO_PERMIT",
+    "OPEN",
     "REFUSED",
     "Acquire",
     "Circuit",
@@ -108,120 +111,6 @@ __all__ = [
     "step",
     "window_of",
 ]
-
-CLOSED = CircuitState.CLOSED
-OPEN = CircuitState.OPEN
-HALF_OPEN = CircuitState.HALF_OPEN
-
-EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-@record
-class Circuit:
-    """The whole, immutable state of one connection's circuit breaker."""
-
-    __slots__ = (
-        "current_expiry",
-        "expiry_disabled",
-        "failure_count",
-        "folded",
-        "generation",
-        "half_open_successes",
-        "last_activity",
-        "last_failure_reason",
-        "last_failure_time",
-        "last_state_change",
-        "last_success_time",
-        "next_permit_id",
-        "open_deadline",
-        "opened_at",
-        "opening_step",
-        "overrides",
-        "permits",
-        "registered_at",
-        "rejected_calls",
-        "state",
-        "total_failures",
-        "total_openings",
-        "total_successes",
-        "window",
-    )
-
-    def __init__(
-        self,
-        *,
-        state: CircuitState = CLOSED,
-        failure_count: int = 0,
-        opening_step: int = 0,
-        opened_at: float | None = None,
-        open_deadline: float | None = None,
-        current_expiry: float | None = None,
-        expiry_disabled: bool = False,
-        generation: int = 0,
-        half_open_successes: int = 0,
-        permits: tuple[tuple[int, float], ...] = (),
-        next_permit_id: int = 0,
-        total_successes: int = 0,
-        total_failures: int = 0,
-        rejected_calls: int = 0,
-        total_openings: int = 0,
-        last_failure_time: float | None = None,
-        last_failure_reason: Any = None,
-        last_success_time: float | None = None,
-        last_state_change: float | None = None,
-        registered_at: float | None = None,
-        last_activity: float = 0.0,
-        overrides: Mapping[str, Any] = EMPTY,
-        window: Window | None = None,
-        folded: int = 0,
-    ) -> None:
-        self.state: Final = state
-        self.failure_count: Final = failure_count
-        self.opening_step: Final = opening_step
-        """n in the progressive formula: consecutive openings since the circuit last closed."""
-        self.opened_at: Final = opened_at
-        """Wall time of the current opening; kept through half-open, None when closed."""
-        self.open_deadline: Final = open_deadline
-        """Monotonic deadline of the current opening; None unless open with expiry enabled."""
-        self.current_expiry: Final = current_expiry
-        """Length of the current opening (open and half-open); None when closed."""
-        self.expiry_disabled: Final = expiry_disabled
-        self.generation: Final = generation
-        """Bumped on every state change and re-arming; ExpiryTick messages carry it."""
-        self.half_open_successes: Final = half_open_successes
-        self.permits: Final = permits
-        """Outstanding half-open permits, oldest first: (permit id, monotonic deadline)."""
-        self.next_permit_id: Final = next_permit_id
-        self.total_successes: Final = total_successes
-        self.total_failures: Final = total_failures
-        self.rejected_calls: Final = rejected_calls
-        self.total_openings: Final = total_openings
-        self.last_failure_time: Final = last_failure_time
-        self.last_failure_reason: Final = last_failure_reason
-        self.last_success_time: Final = last_success_time
-        self.last_state_change: Final = last_state_change
-        self.registered_at: Final = registered_at
-        self.last_activity: Final = last_activity
-        """Monotonic time of the last registration, outcome or state change (inactivity)."""
-        self.overrides: Final = overrides
-        """Per-connection options (validated by the caller), read-only."""
-        self.window: Final = window
-        """Recent calls for the rate policies (None: no policy, or none since closing)."""
-        self.folded: Final = folded
-        """How many of the hot path's successes are already in the window."""
-
-    if TYPE_CHECKING:
-
-        def evolve(self, **changes: Any) -> Circuit: ...
-
-
-class Step(NamedTuple):
-    """The outcome of one message: the new circuit, events, timers, and the caller's reply."""
-
-    circuit: Circuit
-    events: tuple[Emit, ...] = ()
-    timers: tuple[TimerRequest, ...] = ()
-    reply: Any = None
-
 
 def _cancel(key: Any) -> TimerRequest:
     return TimerRequest(key, 0.0, None)
@@ -590,15 +479,6 @@ def step(circuit: Circuit, options: Options, message: Message, now: Now,
         case Configure(overrides=overrides):
             return Step(c.evolve(overrides=MappingProxyType({**c.overrides, **overrides})))
     raise TypeError(f"unknown circuit message: {message!r}")
-
-
-def new_circuit(now: Now, overrides: Mapping[str, Any] = EMPTY) -> Circuit:
-    """A fresh, closed circuit registered now, with its per-connection options."""
-    return _FRESH.evolve(registered_at=now.wall, last_activity=now.mono,
-                         overrides=MappingProxyType(dict(overrides)) if overrides else EMPTY)
-
-
-_FRESH = Circuit()
 
 
 def resume_timers(circuit: Circuit, now: Now) -> tuple[TimerRequest, ...]:

@@ -9,12 +9,21 @@ outcome says nothing about the dependency).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from brama._system import Brama
+from typing import Any, Protocol
 
 __all__ = ["Permit"]
+
+
+class Reporter(Protocol):
+    """What a permit reports its call's outcome to: a `Brama` system."""
+
+    def success(self, identifier: str, *, scope: str | None = ..., ticket: int | None = ...,
+                duration: Any = ...) -> None: ...
+
+    def failure(self, identifier: str, *, scope: str | None = ..., reason: Any = ...,
+                ticket: int | None = ..., duration: Any = ...) -> None: ...
+
+    def release(self, identifier: str, ticket: int, *, scope: str | None = ...) -> None: ...
 
 
 class Permit:
@@ -22,7 +31,7 @@ class Permit:
 
     __slots__ = ("_done", "_system", "identifier", "scope", "ticket")
 
-    def __init__(self, system: Brama, identifier: str, scope: str | None, ticket: int) -> None:
+    def __init__(self, system: Reporter, identifier: str, scope: str | None, ticket: int) -> None:
         self._system = system
         self.identifier = identifier
         self.scope = scope

@@ -27,11 +27,10 @@ exists, so a pykka upgrade fails loudly.
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
 from types import TracebackType
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 import pykka
 from pykka import ActorDeadError, ActorRef
@@ -47,6 +46,7 @@ from brama.otp._exit import (
     ErrorReply,
     Exit,
     ExitReason,
+    Inbox,
     NotHandledError,
     SelfCallError,
     StartError,
@@ -67,19 +67,6 @@ _PYKKA_MESSAGES = (
     pykka_messages.ProxySetAttr,
 )
 
-class _Inbox(queue.Queue[Any]):
-    """An actor's inbox that counts what is queued, so a call can tell the actor is idle."""
-
-    def __init__(self, core: Core) -> None:
-        super().__init__()
-        self.core = core
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        core = self.core
-        with core.mutex:
-            core.pending += 1
-        super().put(item, block, timeout)
-
 
 class Actor(pykka.ThreadingActor):
     """A pykka `ThreadingActor` with OTP semantics; see the module docstring.
@@ -95,17 +82,16 @@ class Actor(pykka.ThreadingActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._otp_core.actor = self
-        self._actor_ref._otp_core = self._otp_core  # type: ignore[attr-defined]
 
-    def _create_actor_inbox(self) -> _Inbox:  # type: ignore[override]  # pykka: staticmethod
+    def _create_actor_inbox(self) -> Inbox:  # type: ignore[override]  # pykka: staticmethod
         self._otp_core = Core()
-        return _Inbox(self._otp_core)
+        return Inbox(self._otp_core)  # its ref finds the core through it: see `core_of`
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> ActorRef[Any]:
         """Start the actor and wait until its `on_start` ran; `StartError` if it failed."""
         ref = super().start(*args, **kwargs)
-        core: Core = ref._otp_core  # type: ignore[attr-defined]
+        core = cast(Inbox, ref.actor_inbox).core
         core.started.wait()
         if core.start_error is not None:
             core.done.wait()
@@ -348,7 +334,8 @@ def call(ref: ActorRef[Any], message: Any, *, timeout: float | None = None) -> A
     `ask` can); `SelfCallError` if a handler calls its own actor; `pykka.Timeout` after
     `timeout` seconds (None: as long as the actor lives).
     """
-    core = getattr(ref, "_otp_core", None)
+    inbox = ref.actor_inbox  # `core_of(ref)`, inlined on this hot path
+    core = inbox.core if isinstance(inbox, Inbox) else None
     if core is not None:
         if ref.actor_stopped.is_set():
             raise NotHandledError(f"{ref} is not running")

@@ -8,15 +8,13 @@ handler itself raised (the actor then crashed) reaches the caller unchanged.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pykka import ActorDeadError, ActorRef
 
 from brama.otp._actor import call
+from brama.otp._childspec import SupervisorView
 from brama.otp._exit import NotHandledError
-
-if TYPE_CHECKING:
-    from brama.otp._supervisor import Supervisor
 
 __all__ = ["Address", "ChildAddress"]
 
@@ -65,7 +63,7 @@ class ChildAddress(Address):
 
     __slots__ = ("child_id", "supervisor")
 
-    def __init__(self, supervisor: Supervisor, child_id: Hashable) -> None:
+    def __init__(self, supervisor: SupervisorView, child_id: Hashable) -> None:
         self.supervisor = supervisor
         self.child_id = child_id
 

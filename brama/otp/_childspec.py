@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pykka import ActorRef
 
 if TYPE_CHECKING:
     from brama.otp._actor import Actor
-    from brama.otp._supervisor import Supervisor
 
 __all__ = [
     "ChildInfo",
@@ -61,6 +60,30 @@ class StateSlot:
         self.value = value
 
 
+class SupervisorView(Protocol):
+    """What the code a `Supervisor` runs or hands out (its actor, its children's start
+    functions, `ChildAddress`) sees of it; declared here so that none of those modules
+    imports the `Supervisor` module, which imports them."""
+
+    name: str
+
+    @property
+    def template(self) -> ChildSpec | None: ...
+
+    @property
+    def failure(self) -> RestartIntensityExceeded | None: ...
+
+    def whereis_child(self, child_id: Hashable) -> ActorRef[Any] | None: ...
+
+    def ensure_child(
+        self, child_id: Hashable, *, timeout: float | None = None
+    ) -> ActorRef[Any]: ...
+
+    def cancel_timers(self, child_id: Hashable) -> int: ...
+
+    def cancel_all_timers(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class StartContext:
     """What a child's start function is handed: who it is and the state to resume from."""
@@ -68,7 +91,7 @@ class StartContext:
     child_id: Hashable
     restarts: int
     slot: StateSlot
-    supervisor: Supervisor
+    supervisor: SupervisorView
 
     @property
     def last_state(self) -> Any:

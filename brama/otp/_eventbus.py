@@ -45,7 +45,7 @@ from brama.otp._routing import (
     Unsubscribe,
     inside_bus,
 )
-from brama.otp._subscription import Kind, Subscription
+from brama.otp._subscription import Endpoint, Kind, Subscription
 
 __all__ = ["EventBus", "EventHandler", "Interest", "Subscription"]
 
@@ -113,7 +113,10 @@ class EventBus:
         self._ref: ActorRef[Any] | None = None
         self._stopped = False
         self._lane_numbers = itertools.count(1)
-        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        # the endpoint of each subscription handed out (which also tells ours from others')
+        self._endpoints: weakref.WeakKeyDictionary[Subscription, Endpoint] = (
+            weakref.WeakKeyDictionary()
+        )
         _BUSES.add(self)
         if start:
             self.start_actor()
@@ -218,14 +221,12 @@ class EventBus:
                 loop = _running_loop(target)
         self._refuse_inside_bus("subscribe")
         ref = self._running_ref()
-        subscription = Subscription(
-            kind=kind, size=size, owner=self, closer=self._close_subscription
-        )
+        endpoint = Endpoint(kind=kind, size=size, closer=self._close_subscription)
         monitored = None
         if isinstance(target, ActorRef) and issubclass(target.actor_class, Actor):
             monitored = target  # told how it ends: its subscriptions are dropped at once
         deliver, lane = delivery(
-            subscription,
+            endpoint,
             target=target if isinstance(target, ActorRef) else None,
             handler=handler,
             flt=filter,
@@ -234,17 +235,18 @@ class EventBus:
             bus_name=self._name,
             number=next(self._lane_numbers),
         )
-        subscription._lane = lane
-        route = Route(subscription, frozen_topics, match, deliver, monitored, lane)
+        endpoint.lane = lane
+        route = Route(endpoint, frozen_topics, match, deliver, monitored, lane)
         try:
             call(ref, Subscribe(route))
         except BaseException:
-            subscription._closer = None
-            subscription._shut()
+            endpoint.closer = None
+            endpoint.shut()
             if lane is not None:
                 lane.stop()
             raise
-        self._subscriptions.add(subscription)
+        subscription = Subscription(endpoint)
+        self._endpoints[subscription] = endpoint
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -257,26 +259,26 @@ class EventBus:
             raise TypeError(
                 f"subscription must be a Subscription, got {type(subscription).__name__}"
             )
-        if subscription._owner is not self:
+        if subscription not in self._endpoints:
             raise ValueError(f"{subscription!r} belongs to another EventBus")
         if not self._stopped and not subscription.closed:
             self._running_ref()
         subscription.close()
 
-    def _close_subscription(self, subscription: Subscription) -> None:
+    def _close_subscription(self, endpoint: Endpoint) -> None:
         """`Subscription.close()`: through the bus actor, or directly when none runs."""
         if self._stopped:
             return
         ref = self._ref
         if ref is not None and ref.is_alive() and not inside_bus():
             try:
-                call(ref, Unsubscribe(subscription.id))
+                call(ref, Unsubscribe(endpoint.id))
                 return
             except ActorDeadError:
                 pass
         table = self._table
         with table.lock:
-            table.remove(subscription.id)
+            table.remove(endpoint.id)
 
     # -- publishing --
 
@@ -340,8 +342,8 @@ class EventBus:
         """
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._table.lock)
-            for subscription in list(self._subscriptions):
-                stack.enter_context(subscription.holding_lock())
+            for endpoint in list(self._endpoints.values()):
+                stack.enter_context(endpoint.holding_lock())
             yield
 
     def flush(self, timeout: float | None = 5.0) -> None:
@@ -416,8 +418,8 @@ class EventBus:
         self._stopped = True
         self._table.after_fork()
         self._table.owner = _FORKED
-        for subscription in list(self._subscriptions):
-            subscription._after_fork()
+        for endpoint in list(self._endpoints.values()):
+            endpoint.after_fork()
 
 
 _FORKED = object()

@@ -1,8 +1,9 @@
 """How actors end: exit reasons, `Exit` messages, monitors, and the errors a call can raise.
 
-Each `brama.otp.Actor` has a `Core`, shared with its `ActorRef`, that outlives the actor: it
-holds how the actor ended (for monitors that come late), its watchers, and the lock and
-counters of direct dispatch. After `os.fork()` every inherited core is marked dead in the
+Each `brama.otp.Actor` has a `Core`, reachable from its `ActorRef` through the actor's
+`Inbox` (pykka's public `ref.actor_inbox`), that outlives the actor: it holds how the actor
+ended (for monitors that come late), its watchers, and the lock and counters of direct
+dispatch. After `os.fork()` every inherited core is marked dead in the
 child (no thread survived the fork), and pykka's registry is rid of the inherited actors.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import threading
 import weakref
 from collections.abc import Callable
@@ -169,9 +171,25 @@ class Core:
             actor.actor_stopped.set()
 
 
+class Inbox(queue.Queue[Any]):
+    """A `brama.otp.Actor`'s inbox: it carries the actor's `Core`, and counts what is queued
+    so that a call can tell the actor is idle."""
+
+    def __init__(self, core: Core) -> None:
+        super().__init__()
+        self.core = core
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        core = self.core
+        with core.mutex:
+            core.pending += 1
+        super().put(item, block, timeout)
+
+
 def core_of(ref: ActorRef[Any]) -> Core | None:
-    core = getattr(ref, "_otp_core", None)
-    return core if isinstance(core, Core) else None
+    """The core of the `brama.otp.Actor` behind `ref`; None for a plain pykka actor."""
+    inbox = ref.actor_inbox
+    return inbox.core if isinstance(inbox, Inbox) else None
 
 
 def exit_reason(ref: ActorRef[Any]) -> ExitReason | None:

@@ -26,7 +26,7 @@ from pykka import ActorDeadError, ActorRef
 
 from brama.otp._actor import Actor
 from brama.otp._log import get_logger, safe_repr
-from brama.otp._subscription import Subscription
+from brama.otp._subscription import Endpoint
 
 __all__ = []
 
@@ -78,7 +78,7 @@ def current_lane() -> Lane | None:
     return _context.lane
 
 
-def accepts(flt: Predicate | None, event: Any, subscription: Subscription) -> bool:
+def accepts(flt: Predicate | None, event: Any, endpoint: Endpoint) -> bool:
     """Run a user filter with every exception contained: one that raises means "skip"."""
     if flt is None:
         return True
@@ -87,21 +87,21 @@ def accepts(flt: Predicate | None, event: Any, subscription: Subscription) -> bo
     except BaseException:
         get_logger(LOGGER).error(
             "event_filter_raised",
-            subscription=subscription.id,
+            subscription=endpoint.id,
             filter=safe_repr(flt),
             exc_info=True,
         )
         return False
 
 
-def call_handler(handler: Handler, event: Any, subscription: Subscription) -> None:
+def call_handler(handler: Handler, event: Any, endpoint: Endpoint) -> None:
     """Run a synchronous user handler with every exception contained."""
     try:
         result = handler(event)
     except BaseException:
         get_logger(LOGGER).error(
             "event_handler_raised",
-            subscription=subscription.id,
+            subscription=endpoint.id,
             handler=safe_repr(handler),
             exc_info=True,
         )
@@ -112,7 +112,7 @@ def call_handler(handler: Handler, event: Any, subscription: Subscription) -> No
             result.close()
         get_logger(LOGGER).error(
             "event_handler_returned_awaitable",
-            subscription=subscription.id,
+            subscription=endpoint.id,
             handler=safe_repr(handler),
             hint="subscribe an `async def` function (or an object whose handle_event is"
             " `async def`) from a running event loop, so each event is awaited on that loop",
@@ -145,11 +145,11 @@ class ThreadLane:
         self,
         label: str,
         size: int,
-        subscription: Subscription,
+        endpoint: Endpoint,
         work: Callable[[ThreadLane, Any], None],
     ) -> None:
         self.label = label
-        self.subscription = subscription
+        self.endpoint = endpoint
         self._size = size
         self._work = work
         self._queue: deque[Any] = deque()
@@ -202,13 +202,13 @@ class ThreadLane:
         """Handle up to a batch of queued events (in the lane actor)."""
         self._scheduled = False  # before popping: an offer from now on wakes the lane again
         queue = self._queue
-        subscription = self.subscription
+        endpoint = self.endpoint
         work = self._work
         _context.lane = self
         self._running = True
         try:
             for _ in range(_BATCH):
-                if subscription._closed:
+                if endpoint.closed:
                     queue.clear()
                     return
                 try:
@@ -245,8 +245,8 @@ def handler_work(handler: Handler, flt: Predicate | None) -> Callable[[ThreadLan
     """A handler subscription's lane: filter, then handler."""
 
     def work(lane: ThreadLane, event: Any) -> None:
-        if accepts(flt, event, lane.subscription):
-            call_handler(handler, event, lane.subscription)
+        if accepts(flt, event, lane.endpoint):
+            call_handler(handler, event, lane.endpoint)
 
     return work
 
@@ -255,8 +255,8 @@ def mailbox_work(flt: Predicate) -> Callable[[ThreadLane, Any], None]:
     """A filtered mailbox's lane: the events the filter accepts go to the mailbox."""
 
     def work(lane: ThreadLane, event: Any) -> None:
-        if accepts(flt, event, lane.subscription):
-            lane.subscription._offer(event)
+        if accepts(flt, event, lane.endpoint):
+            lane.endpoint.offer(event)
 
     return work
 
@@ -270,7 +270,7 @@ def forward_work(
     tell = target.tell
 
     def work(lane: ThreadLane, event: Any) -> None:
-        if not accepts(flt, event, lane.subscription):
+        if not accepts(flt, event, lane.endpoint):
             return
         if backlog() >= size:
             lane.forward_dropped += 1
@@ -279,9 +279,9 @@ def forward_work(
             tell(event)
         except ActorDeadError:
             get_logger(LOGGER).info(
-                "event_subscriber_gone", subscription=lane.subscription.id, actor=str(target)
+                "event_subscriber_gone", subscription=lane.endpoint.id, actor=str(target)
             )
-            lane.subscription.close()
+            lane.endpoint.close()
 
     return work
 
@@ -296,14 +296,14 @@ class AsyncLane:
         self,
         label: str,
         size: int,
-        subscription: Subscription,
+        endpoint: Endpoint,
         handler: AsyncHandler,
         flt: Predicate | None,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         """Call on `loop`'s thread, with `loop` running: the consumer task starts at once."""
         self.label = label
-        self.subscription = subscription
+        self.endpoint = endpoint
         self._size = size
         self._handler = handler
         self._filter = flt
@@ -353,15 +353,15 @@ class AsyncLane:
         self._ready.set()
 
     async def _consume(self) -> None:
-        subscription = self.subscription
+        endpoint = self.endpoint
         queue = self._queue
         try:
-            while not subscription._closed:
+            while not endpoint.closed:
                 await self._ready.wait()
                 self._ready.clear()
-                while queue and not subscription._closed:
+                while queue and not endpoint.closed:
                     event = queue.popleft()
-                    if not accepts(self._filter, event, subscription):
+                    if not accepts(self._filter, event, endpoint):
                         continue
                     try:
                         await self._handler(event)
@@ -370,21 +370,21 @@ class AsyncLane:
                     except BaseException:
                         get_logger(LOGGER).error(
                             "event_handler_raised",
-                            subscription=subscription.id,
+                            subscription=endpoint.id,
                             handler=safe_repr(self._handler),
                             exc_info=True,
                         )
         finally:
             queue.clear()
-            if not subscription._closed:  # the task was cancelled (its loop is ending)
-                subscription.close()
+            if not endpoint.closed:  # the task was cancelled (its loop is ending)
+                endpoint.close()
 
 
 # -- choosing a subscription's delivery --
 
 
 def delivery(
-    subscription: Subscription,
+    endpoint: Endpoint,
     *,
     target: ActorRef[Any] | None,
     handler: Handler | None,
@@ -404,33 +404,33 @@ def delivery(
     lane: ThreadLane | AsyncLane
     if target is not None:
         if flt is None:
-            return _actor_delivery(target, size, subscription), None
+            return _actor_delivery(target, size, endpoint), None
         lane = ThreadLane(
-            f"{bus_name}-filter-{number}", size, subscription, forward_work(target, flt, size)
+            f"{bus_name}-filter-{number}", size, endpoint, forward_work(target, flt, size)
         )
     elif handler is None:
         if flt is None:
-            return subscription._offer, None
-        lane = ThreadLane(f"{bus_name}-filter-{number}", size, subscription, mailbox_work(flt))
+            return endpoint.offer, None
+        lane = ThreadLane(f"{bus_name}-filter-{number}", size, endpoint, mailbox_work(flt))
     elif loop is not None:
         awaited = cast(AsyncHandler, handler)  # the caller checked it is `async def`
-        lane = AsyncLane(f"{bus_name}-async-{number}", size, subscription, awaited, flt, loop)
+        lane = AsyncLane(f"{bus_name}-async-{number}", size, endpoint, awaited, flt, loop)
     else:
         lane = ThreadLane(
-            f"{bus_name}-handler-{number}", size, subscription, handler_work(handler, flt)
+            f"{bus_name}-handler-{number}", size, endpoint, handler_work(handler, flt)
         )
     return lane.offer, lane
 
 
 def _actor_delivery(
-    target: ActorRef[Any], size: int, subscription: Subscription
+    target: ActorRef[Any], size: int, endpoint: Endpoint
 ) -> Callable[[Any], None]:
     backlog = inbox_backlog(target)
     tell = target.tell
 
     def deliver(event: Any) -> None:
         if backlog() >= size:
-            subscription._route_dropped += 1
+            endpoint.route_dropped += 1
             return
         tell(event)
 

@@ -25,7 +25,7 @@ from brama.otp._actor import Actor
 from brama.otp._exit import ErrorReply, Exit, demonitor, monitor
 from brama.otp._lanes import LOGGER, Lane
 from brama.otp._log import get_logger, safe_repr
-from brama.otp._subscription import Subscription
+from brama.otp._subscription import Endpoint
 
 __all__ = ["Interest"]
 
@@ -67,7 +67,7 @@ class Interest:
 class Route:
     """One subscription as the bus sees it: where its events go, and what to clean up."""
 
-    subscription: Subscription
+    endpoint: Endpoint
     topics: frozenset[Hashable] | None
     match: Predicate | None
     deliver: Deliver
@@ -158,7 +158,7 @@ class Table:
 
     def add(self, route: Route, watcher: ActorRef[Any] | None) -> None:
         """Add a route: O(number of its topics)."""
-        sid = route.subscription.id
+        sid = route.endpoint.id
         if route.target is not None:  # first: monitor() is the one step that may raise
             self._watch(route.target, sid, watcher)
         self.routes[sid] = route
@@ -184,7 +184,7 @@ class Table:
         route = self.routes.pop(sid, None)
         if route is None:
             return None
-        route.subscription._shut()
+        route.endpoint.shut()
         if route.lane is not None:
             route.lane.stop()
         changed = False
@@ -232,7 +232,7 @@ class Table:
             self.closed = True
             lanes: list[Lane] = []
             for route in self.routes.values():
-                route.subscription._shut()
+                route.endpoint.shut()
                 if route.lane is not None:
                     route.lane.stop()
                     lanes.append(route.lane)
@@ -413,9 +413,9 @@ class BusActor(Actor):
             if dead:
                 for route in dead:
                     get_logger(LOGGER).info(
-                        "event_subscriber_gone", bus=table.name, subscription=route.subscription.id
+                        "event_subscriber_gone", bus=table.name, subscription=route.endpoint.id
                     )
-                    table.remove(route.subscription.id)
+                    table.remove(route.endpoint.id)
                 dead = None
         else:
             if pending and not table.scheduled:
@@ -425,5 +425,5 @@ class BusActor(Actor):
 
 def _log_step_error(what: str, route: Route, code: object) -> None:
     get_logger(LOGGER).error(
-        what, subscription=route.subscription.id, code=safe_repr(code), exc_info=True
+        what, subscription=route.endpoint.id, code=safe_repr(code), exc_info=True
     )

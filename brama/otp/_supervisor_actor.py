@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pykka
 from pykka import ActorDeadError, ActorRef
@@ -25,6 +25,7 @@ from brama.otp._childspec import (
     StartContext,
     StateSlot,
     Strategy,
+    SupervisorView,
 )
 from brama.otp._clock import Clock
 from brama.otp._exit import (
@@ -42,9 +43,6 @@ from brama.otp._exit import (
     set_exit_reason,
 )
 from brama.otp._log import get_logger, safe_repr
-
-if TYPE_CHECKING:
-    from brama.otp._supervisor import Supervisor
 
 __all__: list[str] = []  # private to the supervisor
 
@@ -112,7 +110,7 @@ class SupervisorActor(Actor):
 
     def __init__(
         self,
-        facade: Supervisor,
+        facade: SupervisorView,
         children: dict[Hashable, ChildRecord],
         strategy: Strategy,
         max_restarts: int,

@@ -28,14 +28,3 @@ def test_every_public_name_of_every_module_is_reexported() -> None:
     for name in declared:
         assert getattr(brama.otp, name) is not None
 
-
-def test_the_otp_layer_does_not_import_brama_itself() -> None:
-    for path in OTP.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                inside_brama = node.module == "brama" or node.module.startswith("brama.")
-                assert not inside_brama or node.module.startswith("brama.otp"), (
-                    path.name,
-                    node.module,
-                )
