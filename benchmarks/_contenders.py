@@ -56,6 +56,40 @@ def deco(name: str, fn: Callable[[], Any] = noop, catch: type[BaseException] | N
     return build
 
 
+def observed(name: str) -> Callable[[Env], Arm]:
+    """`@brama.circuit_breaker(name, system=...)` on a standalone system of its own that is
+    observed: a `BramaCollector` registered on a Prometheus registry and `instrument()` active
+    on an OpenTelemetry SDK meter provider (an in-memory reader, so nothing collects while
+    the loop is timed). Both are checked to see the connection before the samples."""
+
+    def build(env: Env) -> Arm:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from prometheus_client import CollectorRegistry
+
+        from brama.integrations.opentelemetry import instrument
+        from brama.integrations.prometheus import BramaCollector
+
+        system = env.system()
+        system.register(name)
+        registry = CollectorRegistry()
+        registry.register(BramaCollector(system))
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        env.on_exit(provider.shutdown)
+        instrumentation = instrument(system, provider)
+        env.on_exit(instrumentation.close)
+        scraped = registry.get_sample_value("brama_calls_total", {
+            "connection": name, "scope": "", "outcome": "success"})
+        collected = reader.get_metrics_data()
+        if scraped != 0.0 or collected is None or not collected.resource_metrics:
+            raise RuntimeError(f"the metrics do not see {name!r}: {scraped!r}, {collected!r}")
+        wrapped = brama.circuit_breaker(name, system=system)(noop)
+        return Arm(calls(wrapped))
+
+    return build
+
+
 def manual_success(name: str, *, module: bool = False, counted: bool = False,
                    open_: bool = False) -> Callable[[Env], Arm]:
     """`if available(name): f(); success(name)`, with the module functions (default system)

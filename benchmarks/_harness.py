@@ -175,7 +175,9 @@ class Case:
     `measure` is "time" (ns per call, in `threads` threads at once) or "bytes" (bytes still
     allocated per item: tracemalloc after gc). `show` "/s" prints times as rates. `n` and
     `samples` are (full, quick); `samples` caps the samples per contender. `note` is
-    formatted with n, samples and threads."""
+    formatted with n, samples and threads. `twins` are (row, twin) pairs of contenders doing
+    the same work in two settings: the notes give the row's median over its twin's, without
+    a verdict (the same work should cost the same, within the noise)."""
 
     key: str
     title: str
@@ -188,6 +190,7 @@ class Case:
     show: str = "ns"
     samples: tuple[int, int] | None = None
     note: str = ""
+    twins: tuple[tuple[str, str], ...] = ()
 
     def run(self, plan: Plan, out: Outcome) -> None:
         env = Env(plan)
@@ -216,6 +219,9 @@ class Case:
                     f"Counted after every sample, exact each time: {'; '.join(counted)}"
                     " (the counter grew by exactly the number of calls).")
             out.notes.extend(env.reports())
+            for label, twin in self.twins:
+                ratio = median(raw[label]) / median(raw[twin])
+                out.notes.append(f"{label}: {ratio:.2f} x {twin} (medians of this run).")
             out.notes.extend(self._beyond_target(out.rows))
         finally:
             env.close()

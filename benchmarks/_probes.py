@@ -1,8 +1,11 @@
 """The probes: measurements that are not interleaved contenders (threads while registering,
-expiry lateness on the real clock, event fan-out). Each is `body(out, env, targets)`."""
+expiry lateness on the real clock, event fan-out, a Prometheus scrape). Each is
+`body(out, env, targets)`."""
 
 from __future__ import annotations
 
+import gc
+import importlib.metadata
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -297,4 +300,73 @@ def fanout(out: Outcome, env: Env, targets: Mapping[str, Target]) -> None:
         f" {batch}, and {10 * paced_n:,} at {10 * rate:,}/s in batches of {10 * batch}."
         f" End to end: {e2e_n:,} system.failure() reports on one closed connection, each a"
         f" FAILURE event, to {subscribers} system.subscribe(events=[FAILURE]) mailboxes."
+    )
+
+
+def scrape(out: Outcome, env: Env, targets: Mapping[str, Target]) -> None:
+    """A Prometheus scrape of 10,000 connections, 100 of them open: `Brama.connections()`,
+    `BramaCollector.collect()` and the whole text exposition (`generate_latest`), in ms, with
+    the GC paused (as every timed loop here) and again with it on, as a real scrape runs
+    (`targets["full"]` bounds the exposition)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from brama.integrations.prometheus import BramaCollector
+
+    count, opened = 10_000, 100
+    names = [f"conn-{i:05d}" for i in range(count)]
+    system = env.system()
+    for i, name in enumerate(names):  # half of them in a scope, like a real mix of labels
+        system.register(name, scope=None if i % 2 else "even", max_attempts=1)
+    for name in names[:: count // opened]:
+        system.failure(name, scope="even", reason="down")
+    collector = BramaCollector(system)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry)
+    samples = sum(len(family.samples) for family in collector.collect())
+    open_series = text.count(b'state="open"} 1.0')
+    if samples != 8 * count or open_series != opened:
+        raise AssertionError(f"the scrape has {samples:,} samples and {open_series} open"
+                             f" circuits, not {8 * count:,} and {opened}")
+
+    read = f"Brama.connections(): {count:,} statuses (part of collect)"
+    collect = f"BramaCollector.collect(): {samples:,} samples"
+    full = "generate_latest(registry): collect + text format"
+    steps: dict[str, Callable[[], Any]] = {
+        read: system.connections,
+        collect: lambda: list(collector.collect()),
+        full: lambda: generate_latest(registry),
+    }
+    rounds = min(env.plan.samples, env.plan.n(5, 3))  # a scrape is long: 5 are plenty
+    paused: dict[str, list[float]] = {label: [] for label in steps}
+    with_gc: dict[str, list[float]] = {label: [] for label in steps}
+    for step in steps.values():  # warm-up, untimed
+        step()
+    for _ in range(rounds):  # round-robin: every step, the GC paused then on, each round
+        for label, step in steps.items():
+            with gc_paused():
+                start = time.perf_counter_ns()
+                step()
+                paused[label].append(time.perf_counter_ns() - start)
+            gc.collect()
+            start = time.perf_counter_ns()
+            step()
+            with_gc[label].append(time.perf_counter_ns() - start)
+
+    for suffix, figures in (("", paused), (", GC on", with_gc)):
+        for label in steps:
+            values = [ns / 1e6 for ns in figures[label]]
+            row = Row(label + suffix, median(values), "ms", spread(values, "ms"),
+                      samples=values)
+            out.rows.append(judge(row, targets["full"]) if label == full else row)
+    collect_ms, full_ms = (median(paused[label]) / 1e6 for label in (collect, full))
+    out.notes.append(
+        f"{count:,} connections (half in a scope), {opened} opened by a failure; one run per"
+        f" sample, {rounds} samples per row, round-robin; each step runs with the GC paused"
+        " (as every timed loop here), then with it on (collected first), as a Prometheus"
+        f" server's scrape runs. The exposition is {len(text) / 1e6:.1f} MB of {samples:,}"
+        f" samples (8 per connection). With the GC paused, collect() is {collect_ms:.0f} ms of"
+        f" the {full_ms:.0f} ms scrape ({collect_ms / full_ms:.0%}): the rest is"
+        " prometheus_client formatting the samples"
+        f" (prometheus-client {importlib.metadata.version('prometheus-client')})."
     )

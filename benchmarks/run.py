@@ -31,6 +31,7 @@ from _contenders import (
     manual_failure,
     manual_success,
     memory_brama,
+    observed,
     otp_call,
     pb_call,
     pb_deco,
@@ -61,6 +62,7 @@ TARGETS: dict[str, Target] = {
     "expiry": Target("value", "≤", 50, " ms"),
     "fanout.rate": Target("value", "≥", 50_000, "/s"),
     "fanout.p99": Target("value", "≤", 50, " ms"),
+    "scrape": Target("value", "≤", 500, " ms"),
 }
 
 # -- the cases --
@@ -72,6 +74,8 @@ PB_FAIL = "pybreaker @breaker, function raises"
 PB_DICT = "pybreaker CircuitBreaker() into a dict"
 PLAIN = "plain method call doing the same work"
 LOCKED = "function under a threading.Lock, 4 threads"
+SYSTEM_DECO = "brama @circuit_breaker(system=...)"
+OBSERVED = "brama @circuit_breaker(system=...), BramaCollector + instrument() on it"
 SUB_1K, CLOSE_1K = "system.subscribe(), 1,000 held", "subscription.close(), 1,000 held"
 
 CASES: list[Case | Probe] = [
@@ -81,7 +85,8 @@ CASES: list[Case | Probe] = [
         contenders=(
             peer("bare no-op call (reference)", lambda env: calls(noop)),
             ours("brama @circuit_breaker (default system)", deco("guarded")),
-            ours("brama @circuit_breaker(system=...)", deco("guarded", system=True)),
+            ours(SYSTEM_DECO, deco("guarded", system=True)),
+            ours(OBSERVED, observed("guarded")),
             ours("brama manual: brama.available / f() / brama.success",
                  manual_success("manual", module=True), vs=PB_CALL),
             ours("brama manual: system.available / f() / system.success",
@@ -91,7 +96,11 @@ CASES: list[Case | Probe] = [
             peer("circuitbreaker @circuit", cb_deco()),
         ),
         note="{n:,} calls per sample, {samples} samples each, interleaved. Ratios: decorator"
-        " rows vs pybreaker @breaker, manual rows vs pybreaker breaker.call(f).",
+        " rows vs pybreaker @breaker, manual rows vs pybreaker breaker.call(f). Observed: a"
+        " system of its own with a BramaCollector registered and instrument() active (not"
+        " collecting while timed); metrics are read at scrape time, so it should cost what"
+        " the row without them costs.",
+        twins=((OBSERVED, SYSTEM_DECO),),
     ),
     Case(
         "available", "available(name) check",
@@ -223,6 +232,8 @@ CASES: list[Case | Probe] = [
     Probe("expiry", "expiry lateness, real clock", probes.expiry, {"max": TARGETS["expiry"]}),
     Probe("fanout", "event fan-out to 10 subscribers", probes.fanout,
           {"rate": TARGETS["fanout.rate"], "p99": TARGETS["fanout.p99"]}),
+    Probe("scrape", "prometheus scrape of 10,000 connections", probes.scrape,
+          {"full": TARGETS["scrape"]}),
 ]
 
 if __name__ == "__main__":

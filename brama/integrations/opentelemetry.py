@@ -113,14 +113,14 @@ class Instrumentation:
             ),
             meter.create_observable_gauge(
                 "brama.circuit.failure_rate",
-                [self._callback("brama.circuit.failure_rate", _rate("failure_rate"))],
+                [self._callback("brama.circuit.failure_rate", _failure_rate)],
                 unit="1",
                 description="Share of failed calls in the failure-rate window (0 to 1); "
                 "not observed while the window holds too few calls or the policy is off.",
             ),
             meter.create_observable_gauge(
                 "brama.circuit.slow_call_rate",
-                [self._callback("brama.circuit.slow_call_rate", _rate("slow_call_rate"))],
+                [self._callback("brama.circuit.slow_call_rate", _slow_call_rate)],
                 unit="1",
                 description="Share of slow calls in the window (0 to 1); not observed while "
                 "the window holds too few calls or the policy is off.",
@@ -231,19 +231,15 @@ def _failure_count(snapshot: list[ConnectionStatus]) -> list[Observation]:
     return [Observation(status.failure_count, _attributes(status)) for status in snapshot]
 
 
-def _rate(field: str) -> Callable[[list[ConnectionStatus]], list[Observation]]:
-    """Observations of the status field `field`, skipping connections where it is None.
+def _failure_rate(snapshot: list[ConnectionStatus]) -> list[Observation]:
+    """Only the connections whose failure rate is known (None: below minimum_calls, or no
+    rate policy)."""
+    return [Observation(status.failure_rate, _attributes(status)) for status in snapshot
+            if status.failure_rate is not None]
 
-    The fields `failure_rate` and `slow_call_rate` come with the rate policies; statuses
-    from before that work have neither, and observe nothing.
-    """
 
-    def observe(snapshot: list[ConnectionStatus]) -> list[Observation]:
-        observations: list[Observation] = []
-        for status in snapshot:
-            value = getattr(status, field, None)
-            if value is not None:
-                observations.append(Observation(value, _attributes(status)))
-        return observations
-
-    return observe
+def _slow_call_rate(snapshot: list[ConnectionStatus]) -> list[Observation]:
+    """Only the connections whose slow-call rate is known (None: below minimum_calls, or no
+    slow_call_duration)."""
+    return [Observation(status.slow_call_rate, _attributes(status)) for status in snapshot
+            if status.slow_call_rate is not None]

@@ -94,14 +94,11 @@ class BramaCollector:
             labels = {"connection": connection, "scope": scope}
             openings.append(Sample("brama_circuit_openings_total", labels, status.total_openings))
             failures.append(Sample("brama_failure_count", labels, status.failure_count))
-            # The rates come with the rate policies: None below their minimum number of calls
-            # or with the policy off (and absent from statuses before that work lands).
-            rate = getattr(status, "failure_rate", None)
-            if rate is not None:
-                failure_rate.append(Sample("brama_failure_rate", labels, rate))
-            rate = getattr(status, "slow_call_rate", None)
-            if rate is not None:
-                slow_rate.append(Sample("brama_slow_call_rate", labels, rate))
+            # A rate is None below the policy's minimum_calls or without the policy: no sample.
+            if status.failure_rate is not None:
+                failure_rate.append(Sample("brama_failure_rate", labels, status.failure_rate))
+            if status.slow_call_rate is not None:
+                slow_rate.append(Sample("brama_slow_call_rate", labels, status.slow_call_rate))
         return iter(families)
 
 

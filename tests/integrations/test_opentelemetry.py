@@ -1,6 +1,7 @@
 """brama.integrations.opentelemetry with the SDK's InMemoryMetricReader: the instruments
 (names, kinds, units, descriptions), their values through a sequence of calls, one snapshot
-read per collection, rates only when known, closing, the default system, and bad arguments."""
+read per collection, the rates of real rate policies on the fake clock (observed only from
+minimum_calls on, never without a policy), closing, the default system, and bad arguments."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def test_instruments_names_kinds_units_and_descriptions(instrumented, system):
     _, reader = instrumented
     system.register("api")
     metrics = collect(reader)
-    # Without the rate fields, the rate instruments observe nothing and are not exported.
+    # No connection has a rate policy, so the rate instruments observe nothing and an
+    # instrument without observations is not exported.
     assert set(metrics) == set(INSTRUMENT_NAMES) - {
         "brama.circuit.failure_rate", "brama.circuit.slow_call_rate"}
     kinds = {name: type(metric.data) for name, metric in metrics.items()}
@@ -163,22 +165,71 @@ def test_one_snapshot_read_per_collection(instrumented, system, monkeypatch):
     assert len(reads) == 2
 
 
-def test_rates_are_observed_only_when_known(instrumented, system, monkeypatch, with_rates):
+def report(system, connection, pattern, durations=None, scope=None):
+    """Report outcomes in order: "s" a success, "f" a failure, each with its duration if
+    `durations` gives them (one per outcome)."""
+    for outcome, duration in zip(pattern, durations or [None] * len(pattern), strict=True):
+        if outcome == "s":
+            system.success(connection, scope=scope, duration=duration)
+        else:
+            system.failure(connection, scope=scope, duration=duration, reason="x")
+
+
+def test_the_failure_rate_of_a_policy_from_minimum_calls_on(instrumented, system):
     _, reader = instrumented
-    system.register("api")
-    system.register("db")
-
-    def rated(target):
-        return [with_rates(status, 0.25, None) if status.identifier == "api"
-                else with_rates(status, None, 0.5) for status in target.connections()]
-
-    monkeypatch.setattr(otel, "statuses", rated)
+    system.register("api", failure_rate_threshold=0.5, minimum_calls=4)
+    system.register("plain")  # no rate policy: never observed, whatever its calls
+    report(system, "api", "fss")
+    report(system, "plain", "fsss")
+    metrics = collect(reader)  # 3 calls < minimum_calls: no rate anywhere, not exported
+    assert "brama.circuit.failure_rate" not in metrics
+    assert value(metrics, "brama.calls", "plain", outcome="failure") == 1
+    report(system, "api", "s")
     metrics = collect(reader)
+    rate = metrics["brama.circuit.failure_rate"]
+    assert points(rate) == {frozenset({"connection": "api", "scope": ""}.items()): 0.25}
+    assert (type(rate.data), rate.unit) == (Gauge, "1")
+    assert "brama.circuit.slow_call_rate" not in metrics  # no slow_call_duration
+    report(system, "api", "f")  # 2 of 5; the next collection observes the new rate
+    assert value(collect(reader), "brama.circuit.failure_rate", "api") == 0.4
+
+
+def test_the_slow_call_rate_from_reported_durations(instrumented, system):
+    _, reader = instrumented
+    system.register("api", slow_call_duration=1.0, minimum_calls=4, scope="shop")
+    system.register("plain")
+    report(system, "api", "ssf", [0.5, 1.0, 3.0], scope="shop")  # 1.0 is slow: at the duration
+    report(system, "plain", "ssss", [5.0] * 4)  # slow, but no policy measures it
+    assert "brama.circuit.slow_call_rate" not in collect(reader)
+    report(system, "api", "s", [0.2], scope="shop")
+    metrics = collect(reader)
+    slow = metrics["brama.circuit.slow_call_rate"]
+    assert points(slow) == {frozenset({"connection": "api", "scope": "shop"}.items()): 0.5}
+    assert (type(slow.data), slow.unit) == (Gauge, "1")
     assert points(metrics["brama.circuit.failure_rate"]) == {
-        frozenset({"connection": "api", "scope": ""}.items()): 0.25}
-    assert points(metrics["brama.circuit.slow_call_rate"]) == {
-        frozenset({"connection": "db", "scope": ""}.items()): 0.5}
-    assert metrics["brama.circuit.failure_rate"].unit == "1"
+        frozenset({"connection": "api", "scope": "shop"}.items()): 0.25}
+
+
+def test_a_rate_leaves_with_the_calls_of_a_time_window(instrumented, system):
+    _, reader = instrumented
+    system.register("api", failure_rate_threshold=0.9, minimum_calls=4, window_type="time",
+                    window_size=10)
+    report(system, "api", "fsss")
+    assert value(collect(reader), "brama.circuit.failure_rate", "api") == 0.25
+    system.clock.advance(11)  # the calls leave the window: below minimum_calls again
+    assert "brama.circuit.failure_rate" not in collect(reader)
+
+
+def test_a_rate_policy_trip_is_an_open_state_and_an_opening(instrumented, system):
+    _, reader = instrumented
+    system.register("api", failure_rate_threshold=0.5, minimum_calls=4)
+    report(system, "api", "fsssff")  # 3 failures in 6: 0.5 reaches the threshold
+    metrics = collect(reader)
+    assert {s: value(metrics, "brama.circuit.state", "api", state=s)
+            for s in ("closed", "open", "half_open")} == {"closed": 0, "open": 1, "half_open": 0}
+    assert value(metrics, "brama.circuit.openings", "api") == 1
+    assert value(metrics, "brama.circuit.failure_rate", "api") == 0.5
+    assert value(metrics, "brama.circuit.failure_count", "api") == 2
 
 
 def test_closing_stops_reporting(instrumented, system):

@@ -1,6 +1,8 @@
-"""brama.integrations.prometheus: every metric's value through a sequence of calls, series of
-unregistered connections gone at the next scrape, the default system at scrape time, the
-optional dependency's import error, and the cost of a scrape of 10,000 connections."""
+"""brama.integrations.prometheus: every metric's value through a sequence of calls, the rates
+of real rate policies on the fake clock (a sample only from minimum_calls on, none without a
+policy, a rate-policy trip as an opening), series of unregistered connections gone at the next
+scrape, the default system at scrape time, the optional dependency's import error, and the
+cost of a scrape of 10,000 connections."""
 
 from __future__ import annotations
 
@@ -128,20 +130,74 @@ def test_an_unregistered_connection_disappears_from_the_next_scrape(registry, sy
     assert calls(registry, "api")["failure"] == 0.0
 
 
-def test_rates_are_reported_only_when_known(registry, system, monkeypatch, with_rates):
-    system.register("api")
-    system.register("db")
-    assert sample(registry, "brama_failure_rate", "api") is None  # statuses without rates
+def report(system, connection, pattern, durations=None):
+    """Report outcomes in order: "s" a success, "f" a failure, each with its duration if
+    `durations` gives them (one per outcome)."""
+    for outcome, duration in zip(pattern, durations or [None] * len(pattern), strict=True):
+        if outcome == "s":
+            system.success(connection, duration=duration)
+        else:
+            system.failure(connection, duration=duration, reason="x")
 
-    def rated(target):
-        return [with_rates(status, 0.25, None) if status.identifier == "api"
-                else with_rates(status, None, 0.5) for status in target.connections()]
 
-    monkeypatch.setattr(prometheus, "statuses", rated)
+def rate_series(registry, name):
+    """{connection: value} of every sample of the rate metric `name`."""
+    [family] = [f for f in registry.collect() if f.name == name]
+    return {s.labels["connection"]: s.value for s in family.samples}
+
+
+def test_the_failure_rate_of_a_policy_from_minimum_calls_on(registry, system):
+    system.register("api", failure_rate_threshold=0.5, minimum_calls=4)
+    system.register("plain")  # no rate policy: no rate series, whatever its calls
+    report(system, "api", "fss")
+    report(system, "plain", "fsss")
+    assert sample(registry, "brama_failure_rate", "api") is None  # 3 calls < minimum_calls
+    report(system, "api", "s")
+    assert sample(registry, "brama_failure_rate", "api") == 0.25  # 1 failure in 4 calls
+    assert sample(registry, "brama_slow_call_rate", "api") is None  # no slow_call_duration
+    assert rate_series(registry, "brama_failure_rate") == {"api": 0.25}
+    assert rate_series(registry, "brama_slow_call_rate") == {}
+    assert calls(registry, "plain") == {"success": 3.0, "failure": 1.0, "rejected": 0.0}
+
+
+def test_a_rate_leaves_with_the_calls_of_a_time_window(registry, system):
+    system.register("api", failure_rate_threshold=0.9, minimum_calls=4, window_type="time",
+                    window_size=10)
+    report(system, "api", "fsss")
     assert sample(registry, "brama_failure_rate", "api") == 0.25
-    assert sample(registry, "brama_slow_call_rate", "api") is None
-    assert sample(registry, "brama_failure_rate", "db") is None
-    assert sample(registry, "brama_slow_call_rate", "db") == 0.5
+    system.clock.advance(11)  # the four calls leave the window: below minimum_calls again
+    assert sample(registry, "brama_failure_rate", "api") is None
+    report(system, "api", "ffss")
+    assert sample(registry, "brama_failure_rate", "api") == 0.5
+
+
+def test_the_slow_call_rate_from_reported_durations(registry, system):
+    system.register("api", slow_call_duration=1.0, minimum_calls=4)
+    report(system, "api", "ssf", durations=[0.5, 1.0, 3.0])  # 1.0 is slow: at the duration
+    assert sample(registry, "brama_slow_call_rate", "api") is None  # 3 calls < minimum_calls
+    report(system, "api", "s", durations=[0.2])
+    assert sample(registry, "brama_slow_call_rate", "api") == 0.5  # 2 slow in 4
+    # slow_call_duration alone keeps a window, so the failure rate is known too (no
+    # threshold: nothing trips).
+    assert sample(registry, "brama_failure_rate", "api") == 0.25
+    report(system, "api", "s")  # no duration reported: not slow
+    assert sample(registry, "brama_slow_call_rate", "api") == 0.4
+    assert states(registry, "api")["closed"] == 1.0
+
+
+def test_a_rate_policy_trip_is_an_open_state_and_an_opening(registry, system):
+    system.register("api", failure_rate_threshold=0.5, minimum_calls=4)
+    report(system, "api", "fsssf")  # 2 failures in 5: 0.4
+    assert states(registry, "api")["closed"] == 1.0
+    assert sample(registry, "brama_circuit_openings_total", "api") == 0.0
+    report(system, "api", "f")  # 3 in 6: 0.5 reaches the threshold
+    assert states(registry, "api") == {"closed": 0.0, "open": 1.0, "half_open": 0.0}
+    assert sample(registry, "brama_circuit_openings_total", "api") == 1.0
+    assert sample(registry, "brama_failure_rate", "api") == 0.5
+    assert sample(registry, "brama_failure_count", "api") == 2.0  # max_attempts (10) did not
+    text = generate_latest(registry).decode()
+    assert 'brama_circuit_state{connection="api",scope="",state="open"} 1.0' in text
+    assert 'brama_circuit_openings_total{connection="api",scope=""} 1.0' in text
 
 
 def test_the_default_system_is_read_at_scrape_time():

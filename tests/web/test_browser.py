@@ -1,5 +1,6 @@
 """brama.web in a real headless browser (Debian's chromium, driven by Playwright): the page
-renders every connection, and a state change shows up without a reload.
+renders every connection, a state change shows up without a reload, and a rate policy's
+window rates are shown.
 
 Skipped only when no browser is installed and the variable CI is not set; under CI a missing
 browser is a failure (.ci/run installs Debian's chromium first)."""
@@ -128,6 +129,27 @@ def test_the_sparkline_draws_the_calls_between_polls(served, page):
                  'tr[data-connection="api"] svg.spark rect.ok').length > 0""")
     assert before == 0
     assert "✗ 5" in row(page, "api").locator("td.totals").inner_text()
+
+
+@pytest.mark.app(poll_interval=0.2)
+def test_the_window_rates_of_a_rate_policy(served, page):
+    system = served.system
+    system.register("rated", failure_rate_threshold=0.9, slow_call_duration=1.0,
+                    minimum_calls=4)
+    system.register("plain")
+    system.success("rated", duration=0.5)
+    system.failure("rated", duration=2.0, reason="slow and failed")
+    system.success("rated", duration=1.0)  # at slow_call_duration: slow
+    system.success("plain")
+    page.goto(served.url)
+    rated, plain = row(page, "rated"), row(page, "plain")
+    page.wait_for_selector('tr[data-connection="rated"] td.window:text("3 calls")')
+    assert plain.locator("td.window").inner_text() == ""  # no rate policy
+    system.success("rated", duration=0.1)  # 4 calls: minimum_calls reached
+    page.wait_for_selector('tr[data-connection="rated"] td.window:text("failed")')
+    assert rated.locator("td.window").inner_text() == "failed 25.0 % · slow 50.0 %"
+    assert rated.locator("td.window").get_attribute("title") == "4 calls in the window"
+    assert rated.locator("td.rate").inner_text() == "75.0 %"
 
 
 def test_no_browser_skips_with_the_reason_but_fails_under_ci(monkeypatch):

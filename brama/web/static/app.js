@@ -58,6 +58,7 @@
       state: el("td", "state"),
       failures: el("td", "failures num"),
       rate: el("td", "rate num"),
+      window: el("td", "window num"),
       openFor: el("td", "open-for num"),
       spark: el("td", "spark-cell"),
       totals: el("td", "totals"),
@@ -132,6 +133,15 @@
     svg.setAttribute("aria-label", row.cells.spark.title);
   }
 
+  // The rate policies' window: the rates once known, else how many calls it holds so far.
+  function windowRates(c) {
+    const parts = [];
+    if (c.failure_rate !== null) parts.push(`failed ${percent(c.failure_rate)}`);
+    if (c.slow_call_rate !== null) parts.push(`slow ${percent(c.slow_call_rate)}`);
+    if (parts.length) return parts.join(" · ");
+    return c.calls_in_window > 0 ? `${c.calls_in_window} calls` : "";
+  }
+
   function openFor(c) {
     if (c.state === "open") {
       if (c.open_until === null) return c.expiry_disabled ? "until reset" : "—";
@@ -147,6 +157,8 @@
     row.cells.state.firstChild.textContent = c.state.replace("_", "-");
     row.cells.failures.textContent = `${c.failure_count} / ${c.max_attempts}`;
     row.cells.rate.textContent = percent(c.success_rate);
+    row.cells.window.textContent = windowRates(c);
+    row.cells.window.title = c.calls_in_window > 0 ? `${c.calls_in_window} calls in the window` : "";
     row.cells.openFor.textContent = openFor(c);
     const reason = c.last_failure_reason === null ? "" : `last failure: ${c.last_failure_reason}`;
     row.cells.name.title = [reason, `metadata: ${JSON.stringify(c.metadata)}`]
