@@ -43,8 +43,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     (ADAPTER_TEST, "_actor_refs_lock"): PYKKA,
     (ADAPTER_TEST, "_actor_weakref"): PYKKA,
     # stdlib private APIs, used on purpose
-    ("tests/otp/test_fork.py", "_exit"): "os._exit: a forked child must not run atexit/pytest",
-    ("tests/otp/test_eventbus_restart.py", "_exit"): "os._exit, as in test_fork.py",
+    ("tests/helpers.py", "_exit"): "os._exit: a forked child must not run atexit/pytest",
+    ("tests/otp/test_eventbus_restart.py", "_exit"): "os._exit, as in tests/helpers.py",
+    ("brama/_guard.py", "_getframe"): "sys._getframe: the frame that entered a guard tells "
+    "its entry from another's when guards are left out of order (generators)",
 }
 """(module path, attribute) pairs allowed to read another module's private name, and why."""
 
