@@ -358,7 +358,8 @@ def scrape(out: Outcome, env: Env, targets: Mapping[str, Target]) -> None:
             values = [ns / 1e6 for ns in figures[label]]
             row = Row(label + suffix, median(values), "ms", spread(values, "ms"),
                       samples=values)
-            out.rows.append(judge(row, targets["full"]) if label == full else row)
+            target = {full: targets["full"], collect: targets["collect"]}.get(label)
+            out.rows.append(row if target is None else judge(row, target))
     collect_ms, full_ms = (median(paused[label]) / 1e6 for label in (collect, full))
     out.notes.append(
         f"{count:,} connections (half in a scope), {opened} opened by a failure; one run per"

@@ -62,7 +62,11 @@ TARGETS: dict[str, Target] = {
     "expiry": Target("value", "≤", 50, " ms"),
     "fanout.rate": Target("value", "≥", 50_000, "/s"),
     "fanout.p99": Target("value", "≤", 50, " ms"),
-    "scrape": Target("value", "≤", 500, " ms"),
+    # "well under a second" for the scrape a Prometheus server makes; Brama's own share
+    # (collect(), reading the snapshots) is bounded tighter: the rest is prometheus_client's
+    # text format, which Brama does not control
+    "scrape": Target("value", "≤", 1000, " ms"),
+    "scrape_collect": Target("value", "≤", 250, " ms"),
 }
 
 # -- the cases --
@@ -233,7 +237,7 @@ CASES: list[Case | Probe] = [
     Probe("fanout", "event fan-out to 10 subscribers", probes.fanout,
           {"rate": TARGETS["fanout.rate"], "p99": TARGETS["fanout.p99"]}),
     Probe("scrape", "prometheus scrape of 10,000 connections", probes.scrape,
-          {"full": TARGETS["scrape"]}),
+          {"full": TARGETS["scrape"], "collect": TARGETS["scrape_collect"]}),
 ]
 
 if __name__ == "__main__":
