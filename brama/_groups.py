@@ -29,7 +29,7 @@ from brama.types import CircuitState, ConnectionStatus
 Member = tuple[str | None, str]
 """A group member: `(scope, identifier)`."""
 
-__all__ = ["Groups"]
+__all__ = ["GroupMethods", "Groups"]
 
 _OPEN = CircuitState.OPEN
 
@@ -163,3 +163,43 @@ class Groups:
                 self._failure(identifier, scope=scope, reason=reason)
             except NotFoundError:
                 continue
+
+
+class GroupMethods:
+    """The facade's group functions (mixed into `Brama`, which sets `_groups` and provides
+    `_check_running`)."""
+
+    _groups: Groups
+
+    def _check_running(self) -> None:
+        raise NotImplementedError
+
+    def register_group(self, name: str, members: Iterable[str], *,
+                       scope: str | None = None) -> None:
+        """Register a group of registered connections of one scope."""
+        self._groups.register(name, members, scope)
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Every registered group: name -> the identifiers of its members."""
+        self._check_running()
+        return self._groups.all()
+
+    def unregister_group(self, name: str) -> None:
+        """Forget a group (its connections stay)."""
+        self._groups.unregister(name)
+
+    def group_available(self, name: str) -> bool:
+        """True when no member is open; a pure read that takes no permits."""
+        return self._groups.available(name)
+
+    def group_status(self, name: str) -> dict[str, ConnectionStatus]:
+        """The status of every member, keyed by identifier."""
+        return self._groups.status(name)
+
+    def group_success(self, name: str) -> None:
+        """Report a success to every member."""
+        self._groups.success(name)
+
+    def group_failure(self, name: str, *, reason: Any = None) -> None:
+        """Report a failure to every member."""
+        self._groups.failure(name, reason)

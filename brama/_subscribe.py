@@ -6,17 +6,20 @@ code); the user's `filter` runs where only its own subscription waits for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from pykka import ActorRef
 
 from brama._validation import check_identifier, check_scope
 from brama.errors import ConfigError
-from brama.otp import safe_repr
+from brama.otp import Subscription, safe_repr
 from brama.types import Event, EventType
 
-__all__ = ["subscription_args"]
+if TYPE_CHECKING:
+    from brama._runtime import Runtime
+
+__all__ = ["EventMethods", "subscription_args"]
 
 
 def _topics(events: Any) -> frozenset[EventType] | None:
@@ -78,3 +81,29 @@ def subscription_args(
     return (actor if actor is not None else handler), how
 
 
+class EventMethods:
+    """The facade's event functions (mixed into `Brama`, which provides `runtime` and
+    `_check_running`)."""
+
+    @property
+    def runtime(self) -> Runtime:
+        raise NotImplementedError
+
+    def _check_running(self) -> None:
+        raise NotImplementedError
+
+    def subscribe(self, *, events: Iterable[EventType | str] | EventType | str | None = None,
+                  connection: str | None = None, scope: str | None = None,
+                  filter: Callable[[Any], bool] | None = None, actor: Any = None,
+                  handler: Any = None, queue_size: int | None = None) -> Subscription:
+        """Subscribe to events; see docs/api.md for the delivery modes."""
+        self._check_running()
+        target, how = subscription_args(events, connection, scope, filter, actor, handler,
+                                        queue_size)
+        return self.runtime.subscribe(target, **how)  # type: ignore[no-any-return]
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop a subscription; idempotent."""
+        if not isinstance(subscription, Subscription):
+            raise TypeError(f"unsubscribe: expected a Subscription, got {subscription!r}")
+        subscription.close()

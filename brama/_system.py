@@ -7,7 +7,7 @@ go to the connection's actor through the `Runtime`. The hot paths (`available`, 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from brama import _fork
@@ -15,16 +15,16 @@ from brama import _messages as m
 from brama._cell import Cell, Key
 from brama._circuit import CLOSED, OPEN, Circuit, Now
 from brama._config import Settings
-from brama._groups import Groups
+from brama._groups import GroupMethods, Groups
 from brama._options import Options
 from brama._permit import Permit
 from brama._refusal import refuse
 from brama._registrar import Registrar
 from brama._runtime import Runtime
-from brama._subscribe import subscription_args
+from brama._subscribe import EventMethods
 from brama._validation import check_duration, check_scope, in_scope
 from brama.errors import BramaError, CircuitOpenError, NotFoundError
-from brama.otp import SYSTEM_CLOCK, Clock, Subscription
+from brama.otp import SYSTEM_CLOCK, Clock
 from brama.types import ConnectionStatus, EventType
 
 __all__ = ["Brama"]
@@ -33,7 +33,7 @@ _SUCCESS = EventType.SUCCESS
 _REFUSED, _NO_PERMIT, _LEGACY = m.REFUSED, m.NO_PERMIT, m.LEGACY
 
 
-class Brama:
+class Brama(EventMethods, GroupMethods):
     """An independent Brama system: its own supervision tree, connections, timers and event
     bus. Stop it with `stop()` or use it as a context manager."""
 
@@ -288,53 +288,3 @@ class Brama:
     def disable_expiry(self, identifier: str, *, scope: str | None = None) -> None:
         """Keep the circuit open until a manual action."""
         self._runtime.ask(self._cell(identifier, scope), m.DisableExpiry())
-
-    # -- events --
-
-    def subscribe(self, *, events: Iterable[EventType | str] | EventType | str | None = None,
-                  connection: str | None = None, scope: str | None = None,
-                  filter: Callable[[Any], bool] | None = None, actor: Any = None,
-                  handler: Any = None, queue_size: int | None = None) -> Subscription:
-        """Subscribe to events; see docs/api.md for the delivery modes."""
-        self._check_running()
-        target, how = subscription_args(events, connection, scope, filter, actor, handler,
-                                        queue_size)
-        return self._runtime.subscribe(target, **how)  # type: ignore[no-any-return]
-
-    def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop a subscription; idempotent."""
-        if not isinstance(subscription, Subscription):
-            raise TypeError(f"unsubscribe: expected a Subscription, got {subscription!r}")
-        subscription.close()
-
-    # -- groups (see brama._groups) --
-
-    def register_group(self, name: str, members: Iterable[str], *,
-                       scope: str | None = None) -> None:
-        """Register a group of registered connections of one scope."""
-        self._groups.register(name, members, scope)
-
-    def groups(self) -> dict[str, tuple[str, ...]]:
-        """Every registered group: name -> the identifiers of its members."""
-        self._check_running()
-        return self._groups.all()
-
-    def unregister_group(self, name: str) -> None:
-        """Forget a group (its connections stay)."""
-        self._groups.unregister(name)
-
-    def group_available(self, name: str) -> bool:
-        """True when no member is open; a pure read that takes no permits."""
-        return self._groups.available(name)
-
-    def group_status(self, name: str) -> dict[str, ConnectionStatus]:
-        """The status of every member, keyed by identifier."""
-        return self._groups.status(name)
-
-    def group_success(self, name: str) -> None:
-        """Report a success to every member."""
-        self._groups.success(name)
-
-    def group_failure(self, name: str, *, reason: Any = None) -> None:
-        """Report a failure to every member."""
-        self._groups.failure(name, reason)
