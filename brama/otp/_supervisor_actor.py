@@ -395,9 +395,13 @@ class SupervisorActor(Actor):
             try:
                 for member in to_start:
                     member.restarts += 1
-                    self._start(member)
+                    try:
+                        self._start(member)
+                    except ChildNotFoundError:  # gone meanwhile (OTP's `ignore`): not a crash
+                        if self.template is not None:
+                            self.children.pop(member.id, None)
                 return
-            except (StartError, ChildNotFoundError) as exc:  # counts as one more crash
+            except StartError as exc:  # counts as one more crash
                 get_logger(_log).error(
                     "child_restart_failed", supervisor=self.facade.name,
                     child=safe_repr(failed.id), error=safe_repr(exc),
