@@ -12,10 +12,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import pykka
-from pykka import ActorDeadError, ActorRef
+from pykka import ActorRef
 
-from brama.otp._actor import Actor
+from brama.otp._actor import Actor, stop_and_wait
 from brama.otp._childspec import (
     ChildInfo,
     ChildNotFoundError,
@@ -319,14 +318,11 @@ class SupervisorActor(Actor):
             return
         set_exit_reason(ref, SHUTDOWN)
         try:
-            ref.stop(block=True, timeout=child.spec.shutdown)
-        except pykka.Timeout:  # a thread cannot be killed: it is abandoned, and said so
-            get_logger(_log).warning(
-                "child_shutdown_timeout", supervisor=self.facade.name,
-                child=safe_repr(child.id), shutdown=child.spec.shutdown,
-            )
-        except ActorDeadError:
-            pass
+            if not stop_and_wait(ref, child.spec.shutdown):  # a thread cannot be killed:
+                get_logger(_log).warning(  # it is abandoned, and said so
+                    "child_shutdown_timeout", supervisor=self.facade.name,
+                    child=safe_repr(child.id), shutdown=child.spec.shutdown,
+                )
         except Exception as exc:  # e.g. a BaseException in its on_stop, contained
             get_logger(_log).error(
                 "child_stop_failed", supervisor=self.facade.name, child=safe_repr(child.id),
