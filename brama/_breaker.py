@@ -184,10 +184,9 @@ class Breaker:
         return REFUSED, system, cell
 
     def refusal(self, system: Brama, cell: Cell) -> CircuitOpenError:
-        """The error for a refused call (its message and status built when read)."""
-        return system.refusal(cell.identifier, cell.scope) or CircuitOpenError(
-            system.status(cell.identifier, scope=cell.scope)
-        )
+        """The error for a refused call (its message and status built when read); from the
+        cell that refused it if the connection was unregistered since."""
+        return system.refusal(cell.identifier, cell.scope) or system.refused(cell)
 
     def success(self, system: Brama, cell: Cell, ticket: int,
                 duration: float | None = None) -> None:

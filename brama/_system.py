@@ -173,6 +173,11 @@ class Brama:
         cell = self.lookup(identifier, scope)
         return None if cell is None else refuse(cell, self._options_for, self._wall())
 
+    def refused(self, cell: Cell) -> CircuitOpenError:
+        """The error for a call `cell` refused (its rejection already counted), built from its
+        snapshot: also when it was unregistered since."""
+        return refuse(cell, self._options_for, self._wall())
+
     def reject(self, cell: Cell) -> CircuitOpenError:
         """Count a call refused by an open `cell` and return its error (the decorator's path)."""
         next(cell.fast_rejections)
