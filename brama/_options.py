@@ -141,7 +141,7 @@ SPECS: Mapping[str, Spec] = MappingProxyType(
         "window_size": Spec("size", nullable=True,
                             meaning_of_none="100 calls, or 60 seconds for a time window"),
         "minimum_calls": Spec("int", 1),
-        "cleanup_interval": Spec("seconds", 0, inclusive=False),
+        "cleanup_interval": Spec("seconds", 0.001),  # more often is a busy loop
         "inactive_threshold": Spec("seconds", 0, inclusive=False, nullable=True,
                                    meaning_of_none="never sweep"),
         "max_restarts": Spec("int", 0),
