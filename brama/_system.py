@@ -22,7 +22,7 @@ from brama._refusal import refuse
 from brama._registrar import Registrar
 from brama._runtime import Runtime
 from brama._subscribe import subscription_args
-from brama._validation import check_duration, check_scope, in_scope
+from brama._validation import check_duration, check_scope, in_scope, plain_str
 from brama.errors import BramaError, CircuitOpenError, NotFoundError
 from brama.otp import SYSTEM_CLOCK, Clock, Subscription
 from brama.types import ConnectionStatus, EventType
@@ -71,8 +71,9 @@ class Brama:
         return self._registrar.lookup(identifier, scope)
 
     def _cell(self, identifier: str, scope: str | None) -> Cell:
-        if (cell := self.lookup(identifier, scope)) is None:
-            raise NotFoundError(f"connection {identifier!r}{in_scope(scope)} is not registered")
+        if (cell := self.lookup(identifier, scope)) is None:  # the arguments are valid now
+            raise NotFoundError(f"connection {plain_str(identifier)!r}"
+                                f"{in_scope(check_scope(scope))} is not registered")
         return cell
 
     def _check_running(self) -> None:
@@ -148,10 +149,8 @@ class Brama:
     def admit(self, identifier: str, *, scope: str | None = None) -> int:
         """Admit a call: a ticket for its outcome (>= 0: a half-open trial permit; -1: admitted
         while closed), or -2 when refused. The decorator and guard use this; see `acquire`."""
-        try:
-            cell = self._table.get(identifier if scope is None else (scope, identifier))
-        except Exception:
-            cell = None
+        cell = (self._table.get(identifier if scope is None else (scope, identifier))
+                if type(identifier) is str and (scope is None or type(scope) is str) else None)
         if cell is None and (cell := self.lookup(identifier, scope)) is None:
             return _REFUSED
         state = cell.circuit.state
@@ -186,10 +185,8 @@ class Brama:
     def success(self, identifier: str, *, scope: str | None = None, ticket: int | None = None,
                 duration: Any = None) -> None:
         """Report a successful call (`ticket`: from `admit`, for a call that owns its permit)."""
-        try:
-            cell = self._table.get(identifier if scope is None else (scope, identifier))
-        except Exception:
-            cell = None
+        cell = (self._table.get(identifier if scope is None else (scope, identifier))
+                if type(identifier) is str and (scope is None or type(scope) is str) else None)
         if duration is not None:
             duration = check_duration("duration", duration, allow_zero=True)
         self.succeeded(cell or self._cell(identifier, scope), _LEGACY if ticket is None else ticket,

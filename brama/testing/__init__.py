@@ -54,7 +54,7 @@ def crash_connection(identifier: str, *, scope: str | None = None,
     brama = _system(system)
     cell = brama.lookup(identifier, scope)
     if cell is None:
-        raise NotFoundError(f"connection {identifier!r} is not registered")
+        raise NotFoundError(f"connection {str.__str__(identifier)!r} is not registered")
     brama.runtime.crash(cell)
 
 
