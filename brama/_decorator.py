@@ -33,6 +33,7 @@ from brama._circuit import CLOSED, NO_PERMIT, OPEN, REFUSED
 from brama._system import Brama
 from brama._validation import check_duration
 from brama.errors import NotFoundError
+from brama.otp import safe_repr
 from brama.types import EventType
 
 __all__ = ["TimedOut", "circuit_breaker", "within"]
@@ -156,7 +157,7 @@ def _sync_wrapper(
             if ignore(exc):
                 breaker.release(binding[0], cell, NO_PERMIT)
             else:
-                breaker.failure(binding[0], cell, NO_PERMIT, repr(exc))
+                breaker.failure(binding[0], cell, NO_PERMIT, safe_repr(exc))
             raise
         finally:
             held.reset(token)
@@ -207,7 +208,7 @@ def _sync_call(
         if ignore(exc):
             breaker.release(system, cell, ticket)
         else:
-            breaker.failure(system, cell, ticket, repr(exc),
+            breaker.failure(system, cell, ticket, safe_repr(exc),
                             None if clock is None else clock() - started)
         raise
     except BaseException:
@@ -314,7 +315,7 @@ def _async_wrapper(
             if ignore(exc):
                 breaker.release(system, cell, ticket)
             else:
-                breaker.failure(system, cell, ticket, repr(exc),
+                breaker.failure(system, cell, ticket, safe_repr(exc),
                                 None if clock is None else clock() - started)
             raise
         except BaseException:
