@@ -105,10 +105,10 @@ def circuit_breaker(
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         if not callable(func):
-            raise TypeError(f"circuit_breaker decorates a function, got {func!r}")
+            raise TypeError(f"circuit_breaker decorates a function, got {safe_repr(func)}")
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(
-                f"circuit_breaker cannot decorate the generator function {func!r}: its "
+                f"circuit_breaker cannot decorate the generator function {safe_repr(func)}: its "
                 "outcome is only known when the iteration ends"
             )
         breaker = eager or Breaker(_name_of(func), scope, system, options)
@@ -117,7 +117,7 @@ def circuit_breaker(
                         _async_wrapper(func, breaker, error_handler, ignore, fallback, limit))
         if limit is not None:
             raise TypeError(
-                f"timeout= needs an async def function, and {func!r} is not one: a thread "
+                f"timeout= needs an async def function, and {safe_repr(func)} is not one: a thread "
                 "cannot be interrupted. For a sync function use the client's own timeout, "
                 "or slow_call_duration to count slow calls"
             )

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from brama.errors import ConfigError
+from brama.otp import safe_repr
 
 __all__ = [
     "CONNECTION_OPTIONS",
@@ -219,7 +220,7 @@ def check_option(name: str, value: Any, source: str) -> Any:
 
     def bad() -> ConfigError:
         return ConfigError(
-            f"option {name}={value!r} (from {source}) must be {spec.describe()}"
+            f"option {name}={safe_repr(value)} (from {source}) must be {spec.describe()}"
         )
 
     if value is None:
@@ -254,10 +255,11 @@ def check_option(name: str, value: Any, source: str) -> Any:
             if number is None or not math.isfinite(number) or number < 1:
                 raise bad()
             return number
-        case "choice":
-            if not isinstance(value, str) or value not in spec.choices:
+        case "choice":  # a str subclass by its characters: none of its methods runs
+            plain = str.__str__(value) if isinstance(value, str) else None
+            if plain is None or plain not in spec.choices:
                 raise bad()
-            return str(value)
+            return plain
         case _:
             if not (
                 callable(getattr(value, "time", None))

@@ -24,7 +24,7 @@ from brama._runtime import Runtime
 from brama._subscribe import subscription_args
 from brama._validation import check_duration, check_scope, in_scope, plain_str
 from brama.errors import BramaError, CircuitOpenError, NotFoundError
-from brama.otp import SYSTEM_CLOCK, Clock, Subscription
+from brama.otp import SYSTEM_CLOCK, Clock, Subscription, safe_repr
 from brama.types import ConnectionStatus, EventType
 
 __all__ = ["Brama"]
@@ -302,7 +302,7 @@ class Brama:
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop a subscription; idempotent."""
         if not isinstance(subscription, Subscription):
-            raise TypeError(f"unsubscribe: expected a Subscription, got {subscription!r}")
+            raise TypeError(f"unsubscribe: expected a Subscription, got {safe_repr(subscription)}")
         subscription.close()
 
     # -- groups (see brama._groups) --
