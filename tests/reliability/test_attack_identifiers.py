@@ -22,7 +22,7 @@ import pytest
 
 import brama
 from brama import Brama, CircuitOpenError, CircuitState, EventType
-from brama.testing import FakeClock, crash_connection, flush_events, set_state
+from brama.testing import FakeClock, add_failures, crash_connection, flush_events, set_state
 from tests.helpers import drain
 
 CLEAN = (TypeError, ValueError, LookupError)
@@ -379,3 +379,50 @@ def test_hostile_state_and_event_names_are_refused_cleanly(system: Brama) -> Non
             set_state("bystander", bogus, system=system)  # type: ignore[arg-type]
     assert_untouched("event types and states")
     assert system.status("bystander").state is CLOSED
+
+
+class Unprintable:
+    """A value whose repr() and str() raise: what an error message must not be built from."""
+
+    __repr__ = trap("__repr__")
+    __str__ = trap("__str__")
+
+
+class UnprintableFloat(float):
+    """A number whose repr() raises."""
+
+    __repr__ = trap("__repr__")
+
+
+def test_bad_values_whose_repr_raises_are_refused_cleanly(system: Brama) -> None:
+    """Option values and arguments that are refused name themselves in the error: one
+    whose repr() raises makes a placeholder, not a Trap instead of the ConfigError /
+    TypeError / ValueError; a choice option given as a str subclass is matched by its
+    characters without calling its methods."""
+    system.register("svc")
+    system.open_circuit("svc")
+    bad: dict[str, Callable[[], Any]] = {
+        "register option": lambda: system.register("new", expiry=Unprintable()),
+        "configure option": lambda: system.configure(expiry=UnprintableFloat("nan")),
+        "configure one option": lambda: system.configure("svc", max_attempts=Unprintable()),
+        "start option": lambda: Brama(clock=FakeClock(0.0), max_seconds=Unprintable()),
+        "choice option": lambda: system.configure(expiry_strategy=RaisingEverything("no")),
+        "expires_in": lambda: system.open_circuit("svc", expires_in=Unprintable()),
+        "set_expiry": lambda: system.set_expiry("svc", UnprintableFloat(-1.0)),
+        "duration": lambda: system.success("svc", duration=Unprintable()),
+        "timeout": lambda: brama.circuit_breaker("x", timeout=Unprintable()),
+        "decorator option": lambda: brama.circuit_breaker("x", expiry=Unprintable()),
+        "guard option": lambda: brama.guard("x", max_attempts=Unprintable()),
+        "decorating": lambda: brama.circuit_breaker("x")(Unprintable()),
+        "queue_size": lambda: system.subscribe(queue_size=Unprintable()),
+        "unsubscribe": lambda: system.unsubscribe(Unprintable()),  # type: ignore[arg-type]
+        "testing count": lambda: add_failures("svc", Unprintable(),  # type: ignore[arg-type]
+                                              system=system),
+    }
+    outcomes = {name: attempt(func) for name, func in bad.items()}
+    assert "ok" not in outcomes.values(), outcomes
+    system.configure(expiry_strategy=RaisingEverything("progressive"))
+    CALLS.clear()  # the traps above fired inside safe_repr, which is allowed to try
+    system.configure(expiry_strategy=RaisingEverything("fixed"))
+    assert_untouched("a choice option")
+    assert system.status("svc").expiry_strategy == "fixed"
