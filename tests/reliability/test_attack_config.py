@@ -86,13 +86,17 @@ def global_side(system: Brama, race: Race) -> None:
 
 
 def connection_side(system: Brama, race: Race) -> None:
-    """Flip the connection's own initial_expiry; only this thread writes it."""
+    """Flip the connection's own initial_expiry, with configure or with set_expiry (which
+    sets expiry and initial_expiry); only this thread writes them."""
     rng = random.Random(2)
     current = SAFE_INITIAL
     for _ in range(ITERATIONS):
         wanted = rng.choice(INITIALS)
         try:
-            system.configure("c", initial_expiry=wanted)
+            if rng.random() < 0.25:
+                system.set_expiry("c", wanted)
+            else:
+                system.configure("c", initial_expiry=wanted)
         except ConfigError:
             race.outcomes["connection refused"] += 1
             if not any(impossible(g, wanted) for g in range(len(GLOBALS))):
@@ -143,11 +147,11 @@ def test_global_and_connection_configure_racing_never_store_an_impossible_combin
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Two threads, 3,000 iterations each: one flips the global expiry / max_expiry, the
-    other the connection's initial_expiry, through values of which some combinations are
-    impossible (max_expiry < initial_expiry); a third reads and reports throughout. Every
-    refusal is a ConfigError at the call that would have made it impossible, and only for a
-    value that can conflict; what each side set is in effect afterwards; no read, report or
-    expiry tick ever raises, no actor crashes."""
+    other the connection's initial_expiry (configure or set_expiry), through values of
+    which some combinations are impossible (max_expiry < initial_expiry); a third reads
+    and reports throughout. Every refusal is a ConfigError at the call that would have
+    made it impossible, and only for a value that can conflict; what each side set is in
+    effect afterwards; no read, report or expiry tick ever raises, no actor crashes."""
     caplog.set_level(logging.ERROR)
     race = Race()
     with Brama(max_restarts=3, max_seconds=5.0, **GLOBALS[SAFE_GLOBAL]) as system:
