@@ -148,7 +148,8 @@ class Brama:
 
     def admit(self, identifier: str, *, scope: str | None = None) -> int:
         """Admit a call: a ticket for its outcome (>= 0: a half-open trial permit; -1: admitted
-        while closed), or -2 when refused. The decorator and guard use this; see `acquire`."""
+        while closed), or -2 when refused. See `acquire`; `admitted` is the decorator's and the
+        guard's path, for a cell already looked up."""
         cell = (self._table.get(identifier if scope is None else (scope, identifier))
                 if type(identifier) is str and (scope is None or type(scope) is str) else None)
         if cell is None and (cell := self.lookup(identifier, scope)) is None:
@@ -161,11 +162,22 @@ class Brama:
             return _REFUSED
         return int(self._runtime.ask(cell, m.Acquire()))
 
+    def admitted(self, cell: Cell) -> int:
+        """`admit` for a cell already looked up: the ticket is this registration's (a permit
+        id of another registration of the same name would be another call's)."""
+        state = cell.circuit.state
+        if state is CLOSED:
+            return _NO_PERMIT
+        if state is OPEN:
+            next(cell.fast_rejections)
+            return _REFUSED
+        return int(self._runtime.ask(cell, m.Acquire()))
+
     def acquire(self, identifier: str, *, scope: str | None = None) -> Permit | None:
         """Admit a call that owns its half-open permit; None when refused (see `Permit`)."""
         cell = self._cell(identifier, scope)
-        ticket = self.admit(cell.identifier, scope=cell.scope)
-        return None if ticket == _REFUSED else Permit(self, cell.identifier, cell.scope, ticket)
+        ticket = self.admitted(cell)
+        return None if ticket == _REFUSED else Permit(self, cell, ticket)
 
     def refusal(self, identifier: str, scope: str | None = None) -> CircuitOpenError | None:
         """The error for a call refused now (built lazily), or None if it is not registered."""
@@ -233,7 +245,12 @@ class Brama:
     def release(self, identifier: str, ticket: int, *, scope: str | None = None) -> None:
         """End a call admitted with `ticket` without an outcome: its trial permit comes back."""
         if ticket >= 0:
-            self._runtime.ask(self._cell(identifier, scope), m.Release(ticket))
+            self.released(self._cell(identifier, scope), ticket)
+
+    def released(self, cell: Cell, ticket: int) -> None:
+        """`release` for a cell already looked up (NotFoundError once it is unregistered)."""
+        if ticket >= 0:
+            self._runtime.ask(cell, m.Release(ticket))
 
     def status(self, identifier: str, *, scope: str | None = None) -> ConnectionStatus:
         """The connection's current status, read from its snapshot."""
