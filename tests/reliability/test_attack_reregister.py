@@ -429,3 +429,87 @@ def test_decorated_calls_on_a_half_open_connection_being_reregistered(mode: str)
     assert not unexpected, [repr(e) for e in unexpected[:5]]
     assert cycles == 250
     assert outcomes["returned"] > 0 and outcomes["CircuitOpenError"] > 0
+
+
+# -- an admission of the discarded registration never reports to the new one -----------------
+
+
+def half_open_again(system: Brama, **options: Any) -> None:
+    """Register "x" anew and put it in half-open."""
+    system.unregister("x")
+    system.register("x", max_attempts=1, half_open_max_calls=1, expiry=3600.0, **options)
+    system.open_circuit("x")
+    system.reset_expiry("x")
+
+
+@pytest.mark.parametrize("outcome", ["success", "failure", "release"])
+def test_a_permit_of_a_discarded_registration_never_reaches_the_new_one(outcome: str) -> None:
+    """A trial permit taken on a registration that is then unregistered and registered
+    again, half-open, with its one trial permit taken by another call: ending the old permit
+    (success, failure or release) must not touch the new registration, whose permit ids
+    start again at 0. It used to: the old permit's success closed the new circuit, taking
+    the other call's permit."""
+    with Brama(clock=brama.testing.FakeClock(1_000_000.0)) as system:
+        half_open_again(system)
+        old = system.acquire("x")
+        assert old is not None and old.trial
+        half_open_again(system)
+        new = system.acquire("x")
+        assert new is not None and new.ticket == old.ticket  # the same id, another call
+        try:
+            getattr(old, outcome)()
+        except NotFoundError:
+            pass  # its registration is gone: refusing to report is fine, misreporting is not
+        status = system.status("x")
+        assert (status.state, status.half_open_permits_in_use) == (HALF_OPEN, 1), status
+        assert (status.total_successes, status.total_failures) == (0, 0)
+        assert system.available("x") is False  # the other call still holds the only permit
+        new.success()
+        assert system.status("x").state is CLOSED
+
+
+class Ignored(Exception):
+    """An exception the decorator is told to ignore: the call's permit is released."""
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("ending", ["returns", "raises", "ignored"])
+def test_a_decorated_call_in_flight_across_reregistration_reports_to_its_own(ending: str) -> None:
+    """A decorated call admitted with a trial permit is still running when its connection is
+    unregistered, registered again, put in half-open and its one trial permit taken by
+    another caller: when the old call ends (returning, raising, or with an ignored
+    exception, which releases its permit) the new registration is untouched."""
+    entered, leave = threading.Event(), threading.Event()
+    with Brama() as system:
+        half_open_again(system)
+
+        @brama.circuit_breaker("x", system=system, max_attempts=1, half_open_max_calls=1,
+                               expiry=3600.0, ignore_exceptions=Ignored)
+        def in_flight() -> str:
+            entered.set()
+            leave.wait(WAIT)
+            if ending == "raises":
+                raise Flaky("late failure")
+            if ending == "ignored":
+                raise Ignored("says nothing")
+            return "late success"
+
+        def call() -> None:
+            with contextlib.suppress(Flaky, Ignored):
+                in_flight()
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        assert entered.wait(WAIT)
+        assert system.status("x").half_open_permits_in_use == 1
+        half_open_again(system)
+        other = system.acquire("x")
+        assert other is not None and other.trial
+        leave.set()
+        caller.join(WAIT)
+        assert not caller.is_alive()
+        status = system.status("x")
+        assert (status.state, status.half_open_permits_in_use) == (HALF_OPEN, 1), status
+        assert (status.total_successes, status.total_failures) == (0, 0)
+        other.failure("the other call failed")
+        assert system.status("x").state is OPEN
