@@ -1,6 +1,6 @@
-"""Attack: reports right after re-registering a name, storms of unregister / register / report
-from several threads, with crashed connections and killed parts of the tree mixed in, and
-decorated calls on a half-open connection that is unregistered under them.
+"""Attack: reports right after re-registering a name, and storms of unregister / register /
+report from several threads, with crashed connections and killed parts of the tree mixed in
+(admissions across re-registration: test_attack_admission.py).
 
 The bug these tests would have caught: `unregister("x")`, `register("x")`, then `failure("x")`
 or `open_circuit("x")` applied to the discarded old state (1,288 to 1,562 of 2,000 reports
