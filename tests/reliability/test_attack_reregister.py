@@ -166,14 +166,18 @@ class Shared:
 
 
 @pytest.mark.timeout(90)
-def test_a_report_right_after_reregistering_reaches_the_new_registration() -> None:
+@pytest.mark.parametrize("hibernate_after", [5.0, 0.0], ids=["awake", "hibernating"])
+def test_a_report_right_after_reregistering_reaches_the_new_registration(
+    hibernate_after: float,
+) -> None:
     """Six threads each re-register their own names and report at once (2,400 iterations),
-    while two more churn shared names: every report made after a register is in that
-    registration's status, none in the discarded one; on the shared names only
-    NotFoundError / AlreadyRegisteredError, and every accepted report had its effect."""
+    while two more churn shared names, with actors that stay awake or hibernate after every
+    message: every report made after a register is in that registration's status, none in
+    the discarded one; on the shared names only NotFoundError / AlreadyRegisteredError, and
+    every accepted report had its effect."""
     tally = Tally()
     shared = Shared([f"shared-{i}" for i in range(3)])
-    with Brama() as system:
+    with Brama(hibernate_after=hibernate_after) as system:
         sub = system.subscribe(events=[EventType.FAILURE, EventType.CIRCUIT_OPENED],
                                connection=None, queue_size=1_000_000)
         started = time.monotonic()
@@ -189,7 +193,8 @@ def test_a_report_right_after_reregistering_reaches_the_new_registration() -> No
         flush_events(system=system)
         events = drain(sub)
         assert sub.dropped == 0
-    print(f"\n[attack 1] {tally.iterations} strict re-register+report iterations in "
+    print(f"\n[attack 1, hibernate_after={hibernate_after}] {tally.iterations} strict "
+          f"re-register+report iterations in "
           f"{elapsed:.1f}s: {len(tally.lost)} lost, {len(tally.touched_discarded)} reached "
           f"the discarded registration; shared: "
           f"{sum(shared.accepted_failures.values())} failures and "
