@@ -10,6 +10,7 @@ subscribing is O(1), and every kind of subscription is bounded and counts its dr
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import queue
 import threading
@@ -169,43 +170,45 @@ def test_a_stuck_subscription_with_a_small_queue_drops_and_stays_bounded(kind: s
     events, and the other subscribers got them all."""
     gate, entered = threading.Event(), threading.Event()
     blocker = Recorder.start()
-    with Brama() as system:
-        system.register("svc", max_attempts=10**9)
-        if kind == "handler":
-            stuck = system.subscribe(events=[FAILURE], handler=blocking(gate, entered),
-                                     queue_size=10)
-        elif kind == "mailbox":
-            stuck = system.subscribe(events=[FAILURE], queue_size=10)
-            entered.set()
-        elif kind == "filtered mailbox":
-            stuck = system.subscribe(events=[FAILURE], filter=blocking(gate, entered),
-                                     queue_size=10)
-        else:
-            stuck = system.subscribe(events=[FAILURE], actor=blocker, queue_size=10)
-            blocker.tell(_Block(gate, entered))
-        counter = system.subscribe(events=[FAILURE])  # read as it goes: it holds nothing
-        system.failure("svc")
-        assert entered.wait(WAIT)
-        flush_events(system=system)
-        drain(counter)
-        others = 0
-        gc.collect()
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
-            for i in range(10_000):
-                system.failure("svc", reason=i)
-                if i % 500 == 499:
-                    others += len(drain(counter))
+    try:
+        with Brama() as system:
+            system.register("svc", max_attempts=10**9)
+            if kind == "handler":
+                stuck = system.subscribe(events=[FAILURE], handler=blocking(gate, entered),
+                                         queue_size=10)
+            elif kind == "mailbox":
+                stuck = system.subscribe(events=[FAILURE], queue_size=10)
+                entered.set()
+            elif kind == "filtered mailbox":
+                stuck = system.subscribe(events=[FAILURE], filter=blocking(gate, entered),
+                                         queue_size=10)
+            else:
+                stuck = system.subscribe(events=[FAILURE], actor=blocker, queue_size=10)
+                blocker.tell(_Block(gate, entered))
+            counter = system.subscribe(events=[FAILURE])  # read as it goes: it holds nothing
+            system.failure("svc")
+            assert entered.wait(WAIT)
             flush_events(system=system)
-            others += len(drain(counter))
+            drain(counter)
+            others = 0
             gc.collect()
-            grown = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
-        dropped = stuck.dropped
-    gate.set()
-    blocker.stop()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for i in range(10_000):
+                    system.failure("svc", reason=i)
+                    if i % 500 == 499:
+                        others += len(drain(counter))
+                flush_events(system=system)
+                others += len(drain(counter))
+                gc.collect()
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            dropped = stuck.dropped
+    finally:
+        gate.set()  # whatever happened, the blocked user code returns
+        blocker.stop()
     print(f"\n[attack 9] stuck {kind} (queue_size=10): 10,000 events, {dropped:,} dropped, "
           f"memory {grown / 1024:+.0f} KiB (~380 B an event, 3.8 MB, if unbounded)")
     assert others == 10_000
@@ -233,7 +236,8 @@ def test_the_blocked_subscription_catches_up_once_released() -> None:
     newest events), in order, and works normally from then on."""
     gate, entered = threading.Event(), threading.Event()
     got: list[Any] = []
-    with Brama() as system:
+    with Brama() as system, contextlib.ExitStack() as release:
+        release.callback(gate.set)  # whatever happens, the blocked handler returns
         system.register("svc", max_attempts=10**6)
 
         def handler(event: Any) -> None:
