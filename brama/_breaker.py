@@ -188,17 +188,16 @@ class Breaker:
     def admit(self, system: Brama, cell: Cell) -> tuple[int, Brama, Cell]:
         """Admission on the slow path (not closed): the ticket, and the binding it used."""
         for _attempt in range(5):
-            try:
-                return system.admit(cell.identifier, scope=cell.scope), system, cell
+            try:  # this registration's ticket: a permit id of a newer one is another call's
+                return system.admitted(cell), system, cell
             except NotFoundError:  # unregistered under us: register it again
                 system, cell = self.bind()[:2]
         return REFUSED, system, cell
 
     def refusal(self, system: Brama, cell: Cell) -> CircuitOpenError:
-        """The error for a refused call (its message and status built when read)."""
-        return system.refusal(cell.identifier, cell.scope) or CircuitOpenError(
-            system.status(cell.identifier, scope=cell.scope)
-        )
+        """The error for a refused call (its message and status built when read); from the
+        cell that refused it if the connection was unregistered since."""
+        return system.refusal(cell.identifier, cell.scope) or system.refused(cell)
 
     def success(self, system: Brama, cell: Cell, ticket: int,
                 duration: float | None = None) -> None:
@@ -224,7 +223,9 @@ class Breaker:
         if ticket < 0:
             return
         try:
-            system.release(cell.identifier, ticket, scope=cell.scope)
+            system.released(cell, ticket)  # its registration's permit, not the name's
+        except NotFoundError:
+            pass  # unregistered during the call: its permits went with it
         except Exception:
             get_logger(_log).warning("permit_release_failed", connection=cell.identifier,
                                      scope=cell.scope, exc_info=True)

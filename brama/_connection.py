@@ -20,7 +20,7 @@ from brama._cell import Cell, fast_policy
 from brama._circuit import Circuit, Emit, Now
 from brama._options import Options
 from brama._window import TimeWindow
-from brama.otp import Actor, TimerRef, get_logger, safe_text
+from brama.otp import Actor, TimerRef, get_logger
 from brama.types import CircuitState, EventType
 
 __all__ = [
@@ -105,6 +105,20 @@ class Crash:
 
 class ConnectionCrashedError(RuntimeError):
     """Raised on purpose by `Crash`, to exercise supervision."""
+
+
+_TYPE_NAME = vars(type)["__name__"].__get__
+"""The name of a class, read without its metaclass (which could run code of its own)."""
+
+
+def _loggable(reason: Any) -> Any:
+    """A reason as the transition log shows it, without running the caller's code inside the
+    actor: a str as its characters, a plain number as it is, anything else as its type."""
+    if reason is None or type(reason) in (str, int, float, bool):
+        return reason
+    if isinstance(reason, str):
+        return str.__str__(reason)
+    return f"<{_TYPE_NAME(type(reason))}>"
 
 
 class ConnectionActor(Actor):
@@ -196,7 +210,7 @@ class ConnectionActor(Actor):
             scope=self.cell.scope,
             previous_state=before.state.value,
             new_state=after.state.value,
-            reason=None if reason is None else safe_text(reason),
+            reason=_loggable(reason),
             failure_count=after.failure_count,
         )
 

@@ -42,6 +42,7 @@ from brama._circuit import CLOSED, NO_PERMIT, OPEN, REFUSED
 from brama._system import Brama
 from brama._validation import check_duration
 from brama.errors import NotFoundError
+from brama.otp import safe_repr
 from brama.types import EventType
 
 __all__ = ["TimedOut", "circuit_breaker", "within"]
@@ -113,10 +114,10 @@ def circuit_breaker(
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         if not callable(func):
-            raise TypeError(f"circuit_breaker decorates a function, got {func!r}")
+            raise TypeError(f"circuit_breaker decorates a function, got {safe_repr(func)}")
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(
-                f"circuit_breaker cannot decorate the generator function {func!r}: its "
+                f"circuit_breaker cannot decorate the generator function {safe_repr(func)}: its "
                 "outcome is only known when the iteration ends"
             )
         breaker = eager or Breaker(_name_of(func), scope, system, options)
@@ -125,7 +126,7 @@ def circuit_breaker(
                         _async_wrapper(func, breaker, error_handler, ignore, fallback, limit))
         if limit is not None:
             raise TypeError(
-                f"timeout= needs an async def function, and {func!r} is not one: a thread "
+                f"timeout= needs an async def function, and {safe_repr(func)} is not one: a thread "
                 "cannot be interrupted. For a sync function use the client's own timeout, "
                 "or slow_call_duration to count slow calls"
             )
@@ -165,7 +166,7 @@ def _sync_wrapper(
             if ignore(exc):
                 breaker.release(binding[0], cell, NO_PERMIT)
             else:
-                breaker.failure(binding[0], cell, NO_PERMIT, repr(exc))
+                breaker.failure(binding[0], cell, NO_PERMIT, safe_repr(exc))
             raise
         finally:
             held.reset(token)
@@ -216,7 +217,7 @@ def _sync_call(
         if ignore(exc):
             breaker.release(system, cell, ticket)
         else:
-            breaker.failure(system, cell, ticket, repr(exc),
+            breaker.failure(system, cell, ticket, safe_repr(exc),
                             None if clock is None else clock() - started)
         raise
     except BaseException:
@@ -330,7 +331,7 @@ def _async_wrapper(
             if ignore(exc):
                 breaker.release(system, cell, ticket)
             else:
-                breaker.failure(system, cell, ticket, repr(exc),
+                breaker.failure(system, cell, ticket, safe_repr(exc),
                                 None if clock is None else clock() - started)
             raise
         except BaseException:

@@ -38,17 +38,19 @@ def _check_name(name: Any) -> str:
     """Validate a group name: a non-empty str."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a non-empty str (a group name), got {type(name).__name__}")
-    if not name:
+    plain = plain_str(name)  # before anything else: no method of a str subclass runs
+    if not plain:
         raise ValueError("name must be a non-empty str (a group name), got ''")
-    return plain_str(name)
+    return plain
 
 
 def _check_members(members: Any) -> tuple[str, ...]:
     """Validate `members`: a non-empty iterable of distinct, non-empty str identifiers."""
     if isinstance(members, (str, bytes)):
+        shown = repr(plain_str(members)) if isinstance(members, str) else safe_repr(members)
         raise TypeError(
             f"members must be an iterable of identifiers (str), not a single "
-            f"{type(members).__name__}: {members!r}; wrap it in a list"
+            f"{type(members).__name__}: {shown}; wrap it in a list"
         )
     try:
         items = list(members)
@@ -101,10 +103,12 @@ class Groups:
     def _members(self, name: str) -> tuple[Member, ...]:
         """The members of group `name`; NotFoundError if there is no such group."""
         self._check_running()
-        keys = self._groups.get(name)
+        keys = self._groups.get(name) if type(name) is str else None
         if keys is None:
-            _check_name(name)
-            raise NotFoundError(f"group {name!r} is not registered")
+            name = _check_name(name)
+            keys = self._groups.get(name)
+            if keys is None:
+                raise NotFoundError(f"group {name!r} is not registered")
         return keys
 
     def register(self, name: str, members: Iterable[str], scope: str | None) -> None:
@@ -125,7 +129,7 @@ class Groups:
 
     def unregister(self, name: str) -> None:
         """Forget group `name` (its connections stay); NotFoundError if there is no such group."""
-        _check_name(name)
+        name = _check_name(name)
         if self._groups.pop(name, None) is None:
             raise NotFoundError(f"group {name!r} is not registered")
 

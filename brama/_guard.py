@@ -25,6 +25,7 @@ from brama._cell import Cell
 from brama._circuit import CLOSED, NO_PERMIT, REFUSED
 from brama._system import Brama
 from brama._validation import check_duration
+from brama.otp import safe_repr
 
 __all__ = ["Guard", "guard"]
 
@@ -127,7 +128,7 @@ class Guard:
         if exc is None:
             breaker.success(system, cell, ticket, duration)
         elif isinstance(exc, Exception) and not self._ignore(exc):
-            breaker.failure(system, cell, ticket, repr(exc), duration)
+            breaker.failure(system, cell, ticket, safe_repr(exc), duration)
         else:
             breaker.release(system, cell, ticket)
 

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from brama.errors import ConfigError
+from brama.otp import safe_repr
 
 __all__ = [
     "CONNECTION_OPTIONS",
@@ -141,7 +142,7 @@ SPECS: Mapping[str, Spec] = MappingProxyType(
         "window_size": Spec("size", nullable=True,
                             meaning_of_none="100 calls, or 60 seconds for a time window"),
         "minimum_calls": Spec("int", 1),
-        "cleanup_interval": Spec("seconds", 0, inclusive=False),
+        "cleanup_interval": Spec("seconds", 0.001),  # more often is a busy loop
         "inactive_threshold": Spec("seconds", 0, inclusive=False, nullable=True,
                                    meaning_of_none="never sweep"),
         "max_restarts": Spec("int", 0),
@@ -219,7 +220,7 @@ def check_option(name: str, value: Any, source: str) -> Any:
 
     def bad() -> ConfigError:
         return ConfigError(
-            f"option {name}={value!r} (from {source}) must be {spec.describe()}"
+            f"option {name}={safe_repr(value)} (from {source}) must be {spec.describe()}"
         )
 
     if value is None:
@@ -254,10 +255,11 @@ def check_option(name: str, value: Any, source: str) -> Any:
             if number is None or not math.isfinite(number) or number < 1:
                 raise bad()
             return number
-        case "choice":
-            if not isinstance(value, str) or value not in spec.choices:
+        case "choice":  # a str subclass by its characters: none of its methods runs
+            plain = str.__str__(value) if isinstance(value, str) else None
+            if plain is None or plain not in spec.choices:
                 raise bad()
-            return str(value)
+            return plain
         case _:
             if not (
                 callable(getattr(value, "time", None))

@@ -5,36 +5,47 @@
 `half_open_max_calls` trial permits, and only its own outcome returns it and counts as a trial
 result; `release()` returns it without counting anything (the call was cancelled, or its
 outcome says nothing about the dependency).
+
+A permit belongs to the registration that granted it: once that connection is unregistered
+its outcome raises NotFoundError, even if the same name was registered again (the new
+registration's permits are other calls').
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["Permit"]
+from brama._validation import check_duration, in_scope
+from brama.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from brama._cell import Cell
+
+__all__ = ["Permit", "Reporter"]
 
 
 class Reporter(Protocol):
-    """What a permit reports its call's outcome to: a `Brama` system."""
+    """What a permit reports its call's outcome to: a `Brama` system (a protocol, so that
+    this module needs nothing of the facade)."""
 
-    def success(self, identifier: str, *, scope: str | None = ..., ticket: int | None = ...,
-                duration: Any = ...) -> None: ...
+    def succeeded(self, cell: Cell, ticket: int = ..., duration: Any = ...) -> None: ...
 
-    def failure(self, identifier: str, *, scope: str | None = ..., reason: Any = ...,
-                ticket: int | None = ..., duration: Any = ...) -> None: ...
+    def failed(self, cell: Cell, reason: Any = ..., ticket: int = ...,
+               duration: Any = ...) -> None: ...
 
-    def release(self, identifier: str, ticket: int, *, scope: str | None = ...) -> None: ...
+    def released(self, cell: Cell, ticket: int) -> None: ...
 
 
 class Permit:
     """A call's admission through a circuit breaker; end it with exactly one report."""
 
-    __slots__ = ("_done", "_system", "identifier", "scope", "ticket")
+    __slots__ = ("_cell", "_done", "_system", "identifier", "scope", "ticket")
 
-    def __init__(self, system: Reporter, identifier: str, scope: str | None, ticket: int) -> None:
+    def __init__(self, system: Reporter, cell: Cell, ticket: int) -> None:
         self._system = system
-        self.identifier = identifier
-        self.scope = scope
+        self._cell = cell
+        self.identifier = cell.identifier
+        self.scope = cell.scope
         self.ticket = ticket
         """The admission ticket: a trial permit's id in half-open, -1 when admitted closed."""
         self._done = False
@@ -48,24 +59,30 @@ class Permit:
         """True when this call is a half-open trial (it holds one of the trial permits)."""
         return self.ticket >= 0
 
-    def _end(self) -> None:
+    def _end(self) -> Cell:
         if self._done:
             raise RuntimeError(f"{self!r} was already reported or released")
         self._done = True
+        cell = self._cell
+        if not cell.live:
+            raise NotFoundError(
+                f"connection {self.identifier!r}{in_scope(self.scope)} was unregistered since "
+                "this permit was granted"
+            )
+        return cell
 
     def success(self, *, duration: Any = None) -> None:
         """Report that the call succeeded (taking `duration` seconds, if given)."""
-        self._end()
-        self._system.success(self.identifier, scope=self.scope, ticket=self.ticket,
-                             duration=duration)
+        if duration is not None:
+            duration = check_duration("duration", duration, allow_zero=True)
+        self._system.succeeded(self._end(), self.ticket, duration)
 
     def failure(self, reason: Any = None, *, duration: Any = None) -> None:
         """Report that the call failed, with `reason`."""
-        self._end()
-        self._system.failure(self.identifier, scope=self.scope, reason=reason,
-                             ticket=self.ticket, duration=duration)
+        if duration is not None:
+            duration = check_duration("duration", duration, allow_zero=True)
+        self._system.failed(self._end(), reason, self.ticket, duration)
 
     def release(self) -> None:
         """End the call without an outcome: its trial permit (if any) comes back at once."""
-        self._end()
-        self._system.release(self.identifier, self.ticket, scope=self.scope)
+        self._system.released(self._end(), self.ticket)

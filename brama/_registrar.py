@@ -39,15 +39,14 @@ class Registrar:
 
     def lookup(self, identifier: Any, scope: Any) -> Cell | None:
         """The cell of a registered connection, or None; TypeError / ValueError for arguments
-        that are no identifier or scope (a `str` subclass is looked up as a plain `str`)."""
-        try:
+        that are no identifier or scope (a `str` subclass is looked up as a plain `str`: its
+        own __hash__ and __eq__ never run, so they cannot lead to another connection)."""
+        if type(identifier) is str and (scope is None or type(scope) is str):
             cell = self.table.get(identifier if scope is None else (scope, identifier))
-        except Exception:  # a hostile __hash__: take the checked path
-            cell = None
-        if cell is None:
-            scope, identifier = check_scope(scope), check_identifier(identifier)
-            cell = self.table.get(identifier if scope is None else (scope, identifier))
-        return cell
+            if cell is not None:
+                return cell
+        scope, identifier = check_scope(scope), check_identifier(identifier)
+        return self.table.get(identifier if scope is None else (scope, identifier))
 
     def register(self, identifier: Any, scope: Any, type_: Any, metadata: Any,
                  options: Mapping[str, Any]) -> ConnectionStatus:

@@ -74,7 +74,9 @@ def subscription_args(
     if queue_size is not None and (
         isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1
     ):
-        raise ValueError(f"queue_size must be a whole number >= 1 or None, got {queue_size!r}")
+        raise ValueError(
+            f"queue_size must be a whole number >= 1 or None, got {safe_repr(queue_size)}"
+        )
     how: dict[str, Any] = {"topics": topics, "filter": filter, "match": _match(connection, scope)}
     if queue_size is not None:
         how["queue_size"] = queue_size
@@ -105,5 +107,5 @@ class EventMethods:
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop a subscription; idempotent."""
         if not isinstance(subscription, Subscription):
-            raise TypeError(f"unsubscribe: expected a Subscription, got {subscription!r}")
+            raise TypeError(f"unsubscribe: expected a Subscription, got {safe_repr(subscription)}")
         subscription.close()

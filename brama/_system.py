@@ -22,7 +22,7 @@ from brama._refusal import refuse
 from brama._registrar import Registrar
 from brama._runtime import Runtime
 from brama._subscribe import EventMethods
-from brama._validation import check_duration, check_scope, in_scope
+from brama._validation import check_duration, check_scope, in_scope, plain_str
 from brama.errors import BramaError, CircuitOpenError, NotFoundError
 from brama.otp import SYSTEM_CLOCK, Clock
 from brama.types import ConnectionStatus, EventType
@@ -75,8 +75,9 @@ class Brama(EventMethods, GroupMethods):
         return self._registrar.lookup(identifier, scope)
 
     def _cell(self, identifier: str, scope: str | None) -> Cell:
-        if (cell := self.lookup(identifier, scope)) is None:
-            raise NotFoundError(f"connection {identifier!r}{in_scope(scope)} is not registered")
+        if (cell := self.lookup(identifier, scope)) is None:  # the arguments are valid now
+            raise NotFoundError(f"connection {plain_str(identifier)!r}"
+                                f"{in_scope(check_scope(scope))} is not registered")
         return cell
 
     def _check_running(self) -> None:
@@ -151,13 +152,23 @@ class Brama(EventMethods, GroupMethods):
 
     def admit(self, identifier: str, *, scope: str | None = None) -> int:
         """Admit a call: a ticket for its outcome (>= 0: a half-open trial permit; -1: admitted
-        while closed), or -2 when refused. The decorator and guard use this; see `acquire`."""
-        try:
-            cell = self._table.get(identifier if scope is None else (scope, identifier))
-        except Exception:
-            cell = None
+        while closed), or -2 when refused. See `acquire`; `admitted` is the decorator's and the
+        guard's path, for a cell already looked up."""
+        cell = (self._table.get(identifier if scope is None else (scope, identifier))
+                if type(identifier) is str and (scope is None or type(scope) is str) else None)
         if cell is None and (cell := self.lookup(identifier, scope)) is None:
             return _REFUSED
+        state = cell.circuit.state
+        if state is CLOSED:
+            return _NO_PERMIT
+        if state is OPEN:
+            next(cell.fast_rejections)
+            return _REFUSED
+        return int(self._runtime.ask(cell, m.Acquire()))
+
+    def admitted(self, cell: Cell) -> int:
+        """`admit` for a cell already looked up: the ticket is this registration's (a permit
+        id of another registration of the same name would be another call's)."""
         state = cell.circuit.state
         if state is CLOSED:
             return _NO_PERMIT
@@ -169,13 +180,18 @@ class Brama(EventMethods, GroupMethods):
     def acquire(self, identifier: str, *, scope: str | None = None) -> Permit | None:
         """Admit a call that owns its half-open permit; None when refused (see `Permit`)."""
         cell = self._cell(identifier, scope)
-        ticket = self.admit(cell.identifier, scope=cell.scope)
-        return None if ticket == _REFUSED else Permit(self, cell.identifier, cell.scope, ticket)
+        ticket = self.admitted(cell)
+        return None if ticket == _REFUSED else Permit(self, cell, ticket)
 
     def refusal(self, identifier: str, scope: str | None = None) -> CircuitOpenError | None:
         """The error for a call refused now (built lazily), or None if it is not registered."""
         cell = self.lookup(identifier, scope)
         return None if cell is None else refuse(cell, self._options_for, self._wall())
+
+    def refused(self, cell: Cell) -> CircuitOpenError:
+        """The error for a call `cell` refused (its rejection already counted), built from its
+        snapshot: also when it was unregistered since."""
+        return refuse(cell, self._options_for, self._wall())
 
     def reject(self, cell: Cell) -> CircuitOpenError:
         """Count a call refused by an open `cell` and return its error (the decorator's path)."""
@@ -185,10 +201,8 @@ class Brama(EventMethods, GroupMethods):
     def success(self, identifier: str, *, scope: str | None = None, ticket: int | None = None,
                 duration: Any = None) -> None:
         """Report a successful call (`ticket`: from `admit`, for a call that owns its permit)."""
-        try:
-            cell = self._table.get(identifier if scope is None else (scope, identifier))
-        except Exception:
-            cell = None
+        cell = (self._table.get(identifier if scope is None else (scope, identifier))
+                if type(identifier) is str and (scope is None or type(scope) is str) else None)
         if duration is not None:
             duration = check_duration("duration", duration, allow_zero=True)
         self.succeeded(cell or self._cell(identifier, scope), _LEGACY if ticket is None else ticket,
@@ -235,7 +249,12 @@ class Brama(EventMethods, GroupMethods):
     def release(self, identifier: str, ticket: int, *, scope: str | None = None) -> None:
         """End a call admitted with `ticket` without an outcome: its trial permit comes back."""
         if ticket >= 0:
-            self._runtime.ask(self._cell(identifier, scope), m.Release(ticket))
+            self.released(self._cell(identifier, scope), ticket)
+
+    def released(self, cell: Cell, ticket: int) -> None:
+        """`release` for a cell already looked up (NotFoundError once it is unregistered)."""
+        if ticket >= 0:
+            self._runtime.ask(cell, m.Release(ticket))
 
     def status(self, identifier: str, *, scope: str | None = None) -> ConnectionStatus:
         """The connection's current status, read from its snapshot."""

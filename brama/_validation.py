@@ -14,6 +14,7 @@ from typing import Any
 
 from brama._options import duration
 from brama.errors import ConfigError
+from brama.otp import safe_repr
 
 __all__ = ["check_duration", "check_identifier", "check_scope", "in_scope", "plain_str"]
 
@@ -59,7 +60,8 @@ def check_duration(name: str, value: Any, *, allow_zero: bool = False) -> float:
         or (seconds == 0 and not allow_zero)
     ):
         raise ConfigError(
-            f"{name}={value!r} must be a finite number of seconds {op} 0, or a timedelta"
+            f"{name}={safe_repr(value)} must be a finite number of seconds {op} 0, or a "
+            "timedelta"
         )
     return seconds
 

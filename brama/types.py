@@ -29,11 +29,14 @@ class CircuitState(str, Enum):
     @classmethod
     def coerce(cls, value: CircuitState | str) -> CircuitState:
         """Return the member for `value` (a member or its string value), else raise ConfigError."""
-        try:
-            return cls(value)
-        except ValueError:
-            accepted = ", ".join(repr(m.value) for m in cls)
-            raise ConfigError(f"state must be one of {accepted}, got {value!r}") from None
+        if type(value) is cls:
+            return value
+        if isinstance(value, str):  # a plain copy: no method of a str subclass runs
+            member = cls._value2member_map_.get(str.__str__(value))
+            if member is not None:
+                return member  # type: ignore[return-value]
+        accepted = ", ".join(repr(m.value) for m in cls)
+        raise ConfigError(f"state must be one of {accepted}, got {_shown(value)}")
 
 
 class EventType(str, Enum):
@@ -61,11 +64,22 @@ class EventType(str, Enum):
     @classmethod
     def coerce(cls, value: EventType | str) -> EventType:
         """Return the member for `value` (a member or its string value), else raise ConfigError."""
-        try:
-            return cls(value)
-        except ValueError:
-            accepted = ", ".join(repr(m.value) for m in cls)
-            raise ConfigError(f"event type must be one of {accepted}, got {value!r}") from None
+        if type(value) is cls:
+            return value
+        if isinstance(value, str):  # a plain copy: no method of a str subclass runs
+            member = cls._value2member_map_.get(str.__str__(value))
+            if member is not None:
+                return member  # type: ignore[return-value]
+        accepted = ", ".join(repr(m.value) for m in cls)
+        raise ConfigError(f"event type must be one of {accepted}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """`value` in an error message: the repr of its characters if it is a str, else its type
+    (no method of the caller's object runs)."""
+    if isinstance(value, str):
+        return repr(str.__str__(value))
+    return f"an object of type {type(value).__name__}"
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -251,3 +251,34 @@ def run_python(code: str, *, timeout: float = 30.0, cwd: Path | str | None = Non
         pytest.fail(f"the script did not finish within {timeout}s (killed)\n"
                     f"stdout:\n{stdout}\nstderr:\n{stderr}")
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_threads(target: Callable[[int], Any], count: int, timeout: float = 40.0,
+                name: str = "worker") -> list[Any]:
+    """Run `target(index)` in `count` daemon threads at once and return what each returned.
+
+    Fails the test if a thread is still running after `timeout` seconds (a hang or a
+    deadlock); an exception in a thread is re-raised here, with that thread's traceback.
+    """
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def body(index: int) -> None:
+        try:
+            results[index] = target(index)
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,), name=f"{name}-{i}", daemon=True)
+               for i in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = [t.name for t in threads if t.is_alive()]
+    if hung:
+        pytest.fail(f"threads still running after {timeout}s (hang or deadlock?): {hung}")
+    if errors:
+        raise errors[0]
+    return results

@@ -28,7 +28,7 @@ FLOAT_OPTIONS = {
     "max_expiry": (0.0, False),
     "backoff_factor": (1.0, True),
     "hibernate_after": (0.0, True),
-    "cleanup_interval": (0.0, False),
+    "cleanup_interval": (0.001, True),
     "inactive_threshold": (0.0, False),
     "max_seconds": (0.0, False),
 }

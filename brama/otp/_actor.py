@@ -279,6 +279,23 @@ def kill(ref: ActorRef[Any], reason: BaseException | None = None) -> None:
         ref.tell(_Kill(error))
 
 
+def stop_and_wait(ref: ActorRef[Any], timeout: float | None) -> bool:
+    """Stop the actor behind `ref` and wait until its thread has ended: True, or False after
+    `timeout` seconds. Unlike pykka's `stop(block=True)` this does not wait for an answer to
+    the stop request, which an actor that dies on its own meanwhile never gives (it drained
+    its inbox before the request was queued)."""
+    core = core_of(ref)
+    if core is None:  # a plain pykka actor
+        try:
+            ref.stop(block=True, timeout=timeout)
+        except pykka.Timeout:
+            return False
+        return True
+    with contextlib.suppress(ActorDeadError):
+        ref.stop(block=False)
+    return core.done.wait(timeout)
+
+
 def _answer_unhandled(actor: Actor, message: Any, reply_to: pykka.Future[Any]) -> None:
     if isinstance(message, pykka_messages._ActorStop):
         reply_to.set(None)

@@ -23,7 +23,6 @@ Children must be `brama.otp.Actor`s, which tell the supervisor how they ended.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import pykka
 from pykka import ActorRef
 
-from brama.otp._actor import call
+from brama.otp._actor import call, stop_and_wait
 from brama.otp._address import ChildAddress
 from brama.otp._childspec import (
     STRATEGIES,
@@ -257,9 +256,8 @@ class Supervisor:
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop every child in reverse start order, then the supervisor; idempotent."""
         with self._stop_lock:
-            if self.ref.is_alive():
-                with contextlib.suppress(pykka.ActorDeadError):
-                    self.ref.stop(block=True, timeout=timeout)
+            if self.ref.is_alive() and not stop_and_wait(self.ref, timeout):
+                raise pykka.Timeout(f"supervisor {self.name!r} did not stop in {timeout} s")
         self.cancel_all_timers()
 
     def __enter__(self) -> Supervisor:

@@ -12,10 +12,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pykka
-from pykka import ActorDeadError, ActorRef
+from pykka import ActorRef
 
-from brama.otp._actor import Actor
+from brama.otp._actor import Actor, stop_and_wait
 from brama.otp._childspec import (
     ChildInfo,
     ChildNotFoundError,
@@ -317,14 +316,11 @@ class SupervisorActor(Actor):
             return
         set_exit_reason(ref, SHUTDOWN)
         try:
-            ref.stop(block=True, timeout=child.spec.shutdown)
-        except pykka.Timeout:  # a thread cannot be killed: it is abandoned, and said so
-            get_logger(_log).warning(
-                "child_shutdown_timeout", supervisor=self.facade.name,
-                child=safe_repr(child.id), shutdown=child.spec.shutdown,
-            )
-        except ActorDeadError:
-            pass
+            if not stop_and_wait(ref, child.spec.shutdown):  # a thread cannot be killed:
+                get_logger(_log).warning(  # it is abandoned, and said so
+                    "child_shutdown_timeout", supervisor=self.facade.name,
+                    child=safe_repr(child.id), shutdown=child.spec.shutdown,
+                )
         except Exception as exc:  # e.g. a BaseException in its on_stop, contained
             get_logger(_log).error(
                 "child_stop_failed", supervisor=self.facade.name, child=safe_repr(child.id),
@@ -393,9 +389,13 @@ class SupervisorActor(Actor):
             try:
                 for member in to_start:
                     member.restarts += 1
-                    self._start(member)
+                    try:
+                        self._start(member)
+                    except ChildNotFoundError:  # gone meanwhile (OTP's `ignore`): not a crash
+                        if self.template is not None:
+                            self.children.pop(member.id, None)
                 return
-            except (StartError, ChildNotFoundError) as exc:  # counts as one more crash
+            except StartError as exc:  # counts as one more crash
                 get_logger(_log).error(
                     "child_restart_failed", supervisor=self.facade.name,
                     child=safe_repr(failed.id), error=safe_repr(exc),

@@ -19,7 +19,7 @@ from pykka import ActorRef
 from brama import _default
 from brama._system import Brama
 from brama.errors import NotFoundError
-from brama.otp import FakeClock
+from brama.otp import FakeClock, safe_repr
 from brama.otp import kill as otp_kill
 from brama.types import CircuitState
 
@@ -44,7 +44,9 @@ _HALF_OPEN = CircuitState.HALF_OPEN
 
 def _system(system: Brama | None) -> Brama:
     if system is not None and not isinstance(system, Brama):
-        raise TypeError(f"system must be a brama.Brama or None (the default), got {system!r}")
+        raise TypeError(
+            f"system must be a brama.Brama or None (the default), got {safe_repr(system)}"
+        )
     return _default.get() if system is None else system
 
 
@@ -54,7 +56,7 @@ def crash_connection(identifier: str, *, scope: str | None = None,
     brama = _system(system)
     cell = brama.lookup(identifier, scope)
     if cell is None:
-        raise NotFoundError(f"connection {identifier!r} is not registered")
+        raise NotFoundError(f"connection {str.__str__(identifier)!r} is not registered")
     brama.runtime.crash(cell)
 
 
@@ -84,9 +86,11 @@ def set_state(identifier: str, state: CircuitState | str, *, scope: str | None =
 
 def _check_count(count: Any) -> int:
     if isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(f"count must be an int >= 0, got {type(count).__name__}: {count!r}")
+        raise TypeError(
+            f"count must be an int >= 0, got {type(count).__name__}: {safe_repr(count)}"
+        )
     if count < 0:
-        raise ValueError(f"count must be an int >= 0, got {count!r}")
+        raise ValueError(f"count must be an int >= 0, got {safe_repr(count)}")
     return count
 
 
@@ -169,7 +173,7 @@ def default_system(system: Brama) -> Iterator[Brama]:
     """Make `system` the default for the block (module functions and decorators without
     `system=` use it), restoring the previous default afterwards without stopping it."""
     if not isinstance(system, Brama):
-        raise TypeError(f"system must be a brama.Brama, got {system!r}")
+        raise TypeError(f"system must be a brama.Brama, got {safe_repr(system)}")
     previous = _default.swap(system)
     try:
         yield system
