@@ -132,10 +132,18 @@ class Step(NamedTuple):
     reply: Any = None
 
 
-def new_circuit(now: Now, overrides: Mapping[str, Any] = EMPTY) -> Circuit:
-    """A fresh, closed circuit registered now, with its per-connection options."""
+def new_circuit(now: Now, overrides: Mapping[str, Any] = EMPTY, first_permit: int = 0) -> Circuit:
+    """A fresh, closed circuit registered now, with its per-connection options; its half-open
+    permit ids start at `first_permit` (a registration's own range, see `PERMIT_RANGE`)."""
     return _FRESH.evolve(registered_at=now.wall, last_activity=now.mono,
-                         overrides=MappingProxyType(dict(overrides)) if overrides else EMPTY)
+                         overrides=MappingProxyType(dict(overrides)) if overrides else EMPTY,
+                         next_permit_id=first_permit)
+
+
+PERMIT_RANGE: Final = 1 << 20
+"""Permit ids a registration draws from before the next registration's range: each
+registration of a system starts its ids where the last one's range ended, so a ticket of a
+discarded registration of the same name names no permit of the new one."""
 
 
 _FRESH = Circuit()

@@ -8,6 +8,7 @@ combination is refused, never stored.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from brama import _messages as m
 from brama._cell import Cell, Key, fast_policy, to_status
 from brama._circuit import EMPTY, Now, new_circuit
+from brama._circuit_state import PERMIT_RANGE
 from brama._config import Settings, validate_options
 from brama._expiry import expiry_overrides
 from brama._options import CONNECTION_OPTIONS, GLOBAL_OPTIONS
@@ -36,6 +38,7 @@ class Registrar:
         self.settings = settings
         self.runtime = runtime
         self.now = now
+        self.permit_ranges = itertools.count(0, PERMIT_RANGE)  # one range per registration
 
     def lookup(self, identifier: Any, scope: Any) -> Cell | None:
         """The cell of a registered connection, or None; TypeError / ValueError for arguments
@@ -62,7 +65,8 @@ class Registrar:
         frozen = MappingProxyType(dict(metadata)) if metadata else EMPTY
         with self.settings.lock:  # checked against, and stored under, one view of the globals
             resolved = self.settings.resolve(overrides, source="register()")
-            cell = Cell(identifier, scope, type_, frozen, new_circuit(self.now(), overrides))
+            circuit = new_circuit(self.now(), overrides, next(self.permit_ranges))
+            cell = Cell(identifier, scope, type_, frozen, circuit)
             cell.policy = fast_policy(resolved)
             if self.table.setdefault(cell.key, cell) is not cell:
                 raise AlreadyRegisteredError(

@@ -154,7 +154,7 @@ def test_a_permit_of_a_discarded_registration_never_reaches_the_new_one(outcome:
     """A trial permit taken on a registration that is then unregistered and registered
     again, half-open, with its one trial permit taken by another call: ending the old permit
     (success, failure or release) raises NotFoundError and does not touch the new
-    registration, whose permit ids start again at 0. It used to: the old permit's success
+    registration. It used to: permit ids started again at 0, and the old permit's success
     closed the new circuit, taking the other call's permit."""
     with Brama(clock=FakeClock(1_000_000.0)) as system:
         half_open_again(system)
@@ -162,7 +162,7 @@ def test_a_permit_of_a_discarded_registration_never_reaches_the_new_one(outcome:
         assert old is not None and old.trial
         half_open_again(system)
         new = system.acquire("x")
-        assert new is not None and new.ticket == old.ticket  # the same id, another call
+        assert new is not None and new.ticket != old.ticket  # each registration its own ids
         with pytest.raises(NotFoundError, match="unregistered"):  # its registration is gone
             getattr(old, outcome)()
         status = system.status("x")
@@ -170,6 +170,30 @@ def test_a_permit_of_a_discarded_registration_never_reaches_the_new_one(outcome:
         assert (status.total_successes, status.total_failures) == (0, 0)
         assert system.available("x") is False  # the other call still holds the only permit
         new.success()
+        assert system.status("x").state is CLOSED
+
+
+@pytest.mark.parametrize("outcome", ["success", "failure", "release"])
+def test_a_ticket_of_a_discarded_registration_names_no_permit_of_the_new_one(
+    outcome: str,
+) -> None:
+    """The by-name ticket API (`admit`, then `success` / `failure` / `release` with
+    `ticket=`): a ticket taken on a registration that is then unregistered and registered
+    again names no permit of the new one, so it cannot end another call's trial."""
+    with Brama(clock=FakeClock(1_000_000.0)) as system:
+        half_open_again(system)
+        old = system.admit("x")
+        assert old >= 0
+        half_open_again(system)
+        new = system.admit("x")
+        assert new >= 0 and new != old
+        if outcome == "release":
+            system.release("x", old)
+        else:
+            getattr(system, outcome)("x", ticket=old)
+        status = system.status("x")
+        assert (status.state, status.half_open_permits_in_use) == (HALF_OPEN, 1), status
+        system.success("x", ticket=new)
         assert system.status("x").state is CLOSED
 
 
