@@ -42,7 +42,8 @@ class Refusal(NamedTuple):
                 f"{circuit.state.value}: call rejected")
         if circuit.state is OPEN:
             if circuit.open_deadline is None:
-                text += "; its expiry is disabled: it stays open until closed or reset"
+                text += ("; its expiry is disabled: it stays open until a manual action "
+                         "(close_circuit, reset_circuit, reset_expiry or set_expiry)")
             elif circuit.opened_at is not None and circuit.current_expiry is not None:
                 remaining = max(circuit.opened_at + circuit.current_expiry - self.wall, 0.0)
                 text += f"; retry in {remaining:.1f} s"
