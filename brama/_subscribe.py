@@ -6,6 +6,8 @@ code); the user's `filter` runs where only its own subscription waits for it.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +51,32 @@ def _match(connection: str | None, scope: str | None) -> Callable[[Event], bool]
     return match
 
 
+def _is_async(handler: Any) -> bool:
+    """True for an `async def` handler: a coroutine function, an object whose `handle_event`
+    or `__call__` is `async def`."""
+    method = getattr(handler, "handle_event", None)
+    function = method if callable(method) else handler
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - an object with `async def __call__`
+    )
+
+
+def _check_loop(handler: Any) -> None:
+    """An async handler is awaited on the loop it was subscribed from: there must be one."""
+    if not _is_async(handler):
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise TypeError(
+            f"handler {safe_repr(handler)} is async: it is awaited on the event loop it was "
+            "subscribed from, and this thread has no running event loop. Subscribe it from a "
+            "coroutine running on that loop (e.g. inside asyncio.run()), subscribe a plain "
+            "function instead, or subscribe without a handler and read the subscription with "
+            "`await subscription.aget()` or `async for`"
+        ) from None
+
+
 def subscription_args(
     events: Any, connection: Any, scope: Any, filter: Any, actor: Any, handler: Any,
     queue_size: Any,
@@ -71,6 +99,8 @@ def subscription_args(
             "handler must be callable or have a handle_event(event) method, "
             f"got {safe_repr(handler)}"
         )
+    if handler is not None:
+        _check_loop(handler)
     if queue_size is not None and (
         isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1
     ):
