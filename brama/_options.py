@@ -30,6 +30,7 @@ __all__ = [
     "Spec",
     "check_option",
     "duration",
+    "shown",
     "unknown_option",
 ]
 
@@ -210,6 +211,14 @@ def duration(value: Any) -> float | None:
         return math.inf
 
 
+def shown(value: Any) -> str:
+    """A value as messages show it: its repr, but a timedelta as the user would write it
+    (`timedelta(seconds=-1)`, not `datetime.timedelta(days=-1, seconds=86399)`)."""
+    if isinstance(value, datetime.timedelta):
+        return f"timedelta(seconds={value.total_seconds():g})"
+    return safe_repr(value)
+
+
 def check_option(name: str, value: Any, source: str) -> Any:
     """Validate one known option and return it normalised (durations as float seconds).
 
@@ -220,7 +229,7 @@ def check_option(name: str, value: Any, source: str) -> Any:
 
     def bad() -> ConfigError:
         return ConfigError(
-            f"option {name}={safe_repr(value)} (from {source}) must be {spec.describe()}"
+            f"option {name}={shown(value)} (from {source}) must be {spec.describe()}"
         )
 
     if value is None:

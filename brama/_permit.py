@@ -74,13 +74,15 @@ class Permit:
     def success(self, *, duration: Any = None) -> None:
         """Report that the call succeeded (taking `duration` seconds, if given)."""
         if duration is not None:
-            duration = check_duration("duration", duration, allow_zero=True)
+            duration = check_duration("duration", duration, allow_zero=True,
+                                      where="Permit.success()")
         self._system.succeeded(self._end(), self.ticket, duration)
 
     def failure(self, reason: Any = None, *, duration: Any = None) -> None:
         """Report that the call failed, with `reason`."""
         if duration is not None:
-            duration = check_duration("duration", duration, allow_zero=True)
+            duration = check_duration("duration", duration, allow_zero=True,
+                                      where="Permit.failure()")
         self._system.failed(self._end(), reason, self.ticket, duration)
 
     def release(self) -> None:

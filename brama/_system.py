@@ -204,7 +204,7 @@ class Brama(EventMethods, GroupMethods):
         cell = (self._table.get(identifier if scope is None else (scope, identifier))
                 if type(identifier) is str and (scope is None or type(scope) is str) else None)
         if duration is not None:
-            duration = check_duration("duration", duration, allow_zero=True)
+            duration = check_duration("duration", duration, allow_zero=True, where="success()")
         self.succeeded(cell or self._cell(identifier, scope), _LEGACY if ticket is None else ticket,
                        duration)
 
@@ -238,7 +238,7 @@ class Brama(EventMethods, GroupMethods):
         """Report a failed call; returns once the circuit has taken it into account."""
         cell = self._cell(identifier, scope)
         if duration is not None:
-            duration = check_duration("duration", duration, allow_zero=True)
+            duration = check_duration("duration", duration, allow_zero=True, where="failure()")
         self.failed(cell, reason, _LEGACY if ticket is None else ticket, duration)
 
     def failed(self, cell: Cell, reason: Any = None, ticket: int = _LEGACY,
@@ -282,7 +282,8 @@ class Brama(EventMethods, GroupMethods):
                      expires_in: Any = None) -> None:
         """Force the circuit open; `expires_in` overrides this opening's expiry."""
         cell = self._cell(identifier, scope)
-        seconds = None if expires_in is None else check_duration("expires_in", expires_in)
+        seconds = None if expires_in is None else check_duration("expires_in", expires_in,
+                                                                 where="open_circuit()")
         self._runtime.ask(cell, m.OpenCircuit(reason, seconds))
 
     def close_circuit(self, identifier: str, *, scope: str | None = None,
@@ -302,7 +303,7 @@ class Brama(EventMethods, GroupMethods):
     def set_expiry(self, identifier: str, seconds: Any, *, scope: str | None = None) -> None:
         """The expiry of this connection from now on (an open circuit's deadline moves too)."""
         cell = self._cell(identifier, scope)
-        self._registrar.set_expiry(cell, check_duration("seconds", seconds))
+        self._registrar.set_expiry(cell, check_duration("seconds", seconds, where="set_expiry()"))
 
     def disable_expiry(self, identifier: str, *, scope: str | None = None) -> None:
         """Keep the circuit open until a manual action."""

@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from brama._options import duration
+from brama._options import duration, shown
 from brama.errors import ConfigError
-from brama.otp import safe_repr
 
 __all__ = ["check_duration", "check_identifier", "check_scope", "in_scope", "plain_str"]
 
@@ -48,9 +47,10 @@ def check_scope(scope: Any) -> str | None:
     return plain
 
 
-def check_duration(name: str, value: Any, *, allow_zero: bool = False) -> float:
+def check_duration(name: str, value: Any, *, allow_zero: bool = False, where: str = "") -> float:
     """A duration argument (`expires_in`, `set_expiry`'s `seconds`, `timeout`): a finite number
-    of seconds > 0 (>= 0 with `allow_zero`) or a timedelta; ConfigError naming it otherwise."""
+    of seconds > 0 (>= 0 with `allow_zero`) or a timedelta; ConfigError naming it (and the
+    function `where` it was given, e.g. "set_expiry()") otherwise."""
     seconds = duration(value)
     op = ">=" if allow_zero else ">"
     if (
@@ -59,9 +59,10 @@ def check_duration(name: str, value: Any, *, allow_zero: bool = False) -> float:
         or seconds < 0
         or (seconds == 0 and not allow_zero)
     ):
+        given = f" (argument of {where})" if where else ""
         raise ConfigError(
-            f"{name}={safe_repr(value)} must be a finite number of seconds {op} 0, or a "
-            "timedelta"
+            f"{name}={shown(value)}{given} must be a finite number of seconds {op} 0, "
+            "or a timedelta"
         )
     return seconds
 
