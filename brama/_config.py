@@ -114,9 +114,10 @@ def options_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, tuple
             value = _parse_env(name, raw)
         except ValueError:
             raise ConfigError(
-                f"option {name}={raw!r} (from {source}) must be {SPECS[name].describe()}"
+                f"option {name}={raw!r} (from {source}) must be "
+                f"{SPECS[name].describe(from_env=True)}"
             ) from None
-        result[name] = (check_option(name, value, source), source)
+        result[name] = (check_option(name, value, source, from_env=True), source)
     if "initial_expiry" in result and "max_expiry" in result:
         _cross_check({n: v for n, (v, _) in result.items()}, {n: s for n, (_, s) in result.items()})
     return result

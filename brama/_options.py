@@ -101,14 +101,17 @@ class Spec:
     meaning_of_none: str = ""
     choices: frozenset[str] = frozenset()
 
-    def describe(self) -> str:
-        """The accepted values in words, for error messages."""
+    def describe(self, *, from_env: bool = False) -> str:
+        """The accepted values in words, for error messages (`from_env`: as text in an
+        environment variable, where a timedelta cannot be given)."""
         match self.kind:
             case "int":
                 text = f"a whole number >= {int(self.minimum)}"
             case "seconds":
                 op = ">=" if self.inclusive else ">"
-                text = f"a finite number of seconds {op} {self.minimum:g}, or a timedelta"
+                text = f"a finite number of seconds {op} {self.minimum:g}"
+                if not from_env:
+                    text += ", or a timedelta"
             case "factor":
                 text = f"a finite number >= {self.minimum:g}"
             case "rate":
@@ -219,7 +222,7 @@ def shown(value: Any) -> str:
     return safe_repr(value)
 
 
-def check_option(name: str, value: Any, source: str) -> Any:
+def check_option(name: str, value: Any, source: str, *, from_env: bool = False) -> Any:
     """Validate one known option and return it normalised (durations as float seconds).
 
     `source` says where the value came from, for the message ("argument", "configure()",
@@ -229,7 +232,8 @@ def check_option(name: str, value: Any, source: str) -> Any:
 
     def bad() -> ConfigError:
         return ConfigError(
-            f"option {name}={shown(value)} (from {source}) must be {spec.describe()}"
+            f"option {name}={shown(value)} (from {source}) must be "
+            f"{spec.describe(from_env=from_env)}"
         )
 
     if value is None:

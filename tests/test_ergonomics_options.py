@@ -254,6 +254,20 @@ def test_a_permit_refusing_a_bad_duration_can_still_be_ended(brama_system: Brama
     assert brama_system.status("db").state is expected
 
 
+def test_the_environment_takes_seconds_not_timedelta_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A variable holds text: seconds only, and the message does not offer a timedelta."""
+    monkeypatch.setenv("BRAMA_EXPIRY", "0:00:30")
+    with pytest.raises(ConfigError) as info:
+        Brama(clock=FakeClock(0.0))
+    assert str(info.value) == ("option expiry='0:00:30' (from environment variable "
+                               "BRAMA_EXPIRY) must be a finite number of seconds > 0")
+    monkeypatch.setenv("BRAMA_EXPIRY", "30")
+    with Brama(clock=FakeClock(0.0)) as system:
+        assert system.register("db").expiry == 30.0
+
+
 # === 7. messages in the user's terms =========================================================
 
 WHOLE = "must be a whole number >= 1"
@@ -340,7 +354,7 @@ def test_a_bad_environment_value_raises_when_the_system_starts(
 
     monkeypatch.setenv("BRAMA_EXPIRY", "soon")
     expected = ("option expiry='soon' (from environment variable BRAMA_EXPIRY) must be a "
-                "finite number of seconds > 0, or a timedelta")
+                "finite number of seconds > 0")
     with pytest.raises(ConfigError) as info:
         Brama(clock=FakeClock(0.0))
     assert str(info.value) == expected
