@@ -148,9 +148,9 @@ def test_timeout_as_a_timedelta_on_the_async_decorator(brama_system: Brama) -> N
     with brama_system.subscribe(events=[EventType.FAILURE]) as failures, \
             pytest.raises(TimeoutError) as info:
         asyncio.run(hang())
-    assert str(info.value) == "no answer within 0.05 s"
+    assert str(info.value) == "connection 'api': no answer within 0.05 s (the breaker's timeout)"
     reason = failures.get(timeout=5).data["reason"]
-    assert reason == "TimeoutError('no answer within 0.05 s')"
+    assert reason == "timeout: no answer within 0.05 s"
     assert brama_system.status("api").last_failure_reason == reason
 
 
@@ -161,10 +161,10 @@ def test_timeout_as_a_timedelta_on_async_with_guard(brama_system: Brama) -> None
 
     with pytest.raises(TimeoutError) as info:
         asyncio.run(hang())
-    assert str(info.value) == "no answer within 0.05 s"
+    assert str(info.value) == "connection 'db': no answer within 0.05 s (the breaker's timeout)"
     status = brama_system.status("db")
     assert (status.total_failures, status.last_failure_reason) == (
-        1, "TimeoutError('no answer within 0.05 s')")
+        1, "timeout: no answer within 0.05 s")
 
 
 ZERO, MINUS = timedelta(0), timedelta(seconds=-1)
