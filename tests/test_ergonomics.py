@@ -14,7 +14,6 @@ import asyncio
 import logging
 import pickle
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +33,6 @@ pytest_plugins = ["pytester"]
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 STYLES = ["decorator", "async decorator", "guard", "async guard"]
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def through(style: str, system: Brama | None, identifier: str,
