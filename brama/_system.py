@@ -13,6 +13,7 @@ from typing import Any
 from brama import _fork
 from brama import _messages as m
 from brama._cell import Cell, Key
+from brama._cellapi import CellMethods
 from brama._circuit import CLOSED, OPEN, Circuit, Now
 from brama._config import Settings
 from brama._groups import GroupMethods, Groups
@@ -33,7 +34,7 @@ _SUCCESS = EventType.SUCCESS
 _REFUSED, _NO_PERMIT, _LEGACY = m.REFUSED, m.NO_PERMIT, m.LEGACY
 
 
-class Brama(EventMethods, GroupMethods):
+class Brama(CellMethods, EventMethods, GroupMethods):
     """An independent Brama system: its own supervision tree, connections, timers and event
     bus. Stop it with `stop()` or use it as a context manager."""
 
@@ -166,17 +167,6 @@ class Brama(EventMethods, GroupMethods):
             return _REFUSED
         return int(self._runtime.ask(cell, m.Acquire()))
 
-    def admitted(self, cell: Cell) -> int:
-        """`admit` for a cell already looked up: the ticket is this registration's (a permit
-        id of another registration of the same name would be another call's)."""
-        state = cell.circuit.state
-        if state is CLOSED:
-            return _NO_PERMIT
-        if state is OPEN:
-            next(cell.fast_rejections)
-            return _REFUSED
-        return int(self._runtime.ask(cell, m.Acquire()))
-
     def acquire(self, identifier: str, *, scope: str | None = None) -> Permit | None:
         """Admit a call that owns its half-open permit; None when refused (see `Permit`)."""
         cell = self._cell(identifier, scope)
@@ -188,16 +178,6 @@ class Brama(EventMethods, GroupMethods):
         cell = self.lookup(identifier, scope)
         return None if cell is None else refuse(cell, self._options_for, self._wall())
 
-    def refused(self, cell: Cell) -> CircuitOpenError:
-        """The error for a call `cell` refused (its rejection already counted), built from its
-        snapshot: also when it was unregistered since."""
-        return refuse(cell, self._options_for, self._wall())
-
-    def reject(self, cell: Cell) -> CircuitOpenError:
-        """Count a call refused by an open `cell` and return its error (the decorator's path)."""
-        next(cell.fast_rejections)
-        return refuse(cell, self._options_for, self._wall())
-
     def success(self, identifier: str, *, scope: str | None = None, ticket: int | None = None,
                 duration: Any = None) -> None:
         """Report a successful call (`ticket`: from `admit`, for a call that owns its permit)."""
@@ -208,31 +188,6 @@ class Brama(EventMethods, GroupMethods):
         self.succeeded(cell or self._cell(identifier, scope), _LEGACY if ticket is None else ticket,
                        duration)
 
-    def succeeded(self, cell: Cell, ticket: int = _LEGACY, duration: Any = None) -> None:
-        """`success` for a cell already looked up (the decorator's and guard's path).
-
-        A success on a healthy closed circuit that nobody listens for is a counter bump. With
-        a rate policy it stays one unless the call was slow, or a time window's second changed
-        (the actor then moves the window on).
-        """
-        state = cell.circuit
-        if state.state is CLOSED and state.failure_count == 0:
-            wanted = self._interest.wanted
-            if not wanted.all_topics and _SUCCESS not in wanted.topics:
-                policy = cell.policy
-                if policy is None:
-                    next(cell.fast_successes)
-                    cell.last_fast_success = self._wall()
-                    return
-                if policy.warm and (policy.slow_after is None or duration is None
-                                    or duration < policy.slow_after) and (
-                        not policy.time_window
-                        or int(self._clock.monotonic() // 1) == cell.window_second):
-                    cell.fast_seen = next(cell.fast_successes)
-                    cell.last_fast_success = self._wall()
-                    return
-        self._runtime.ask(cell, m.Success(ticket, duration))
-
     def failure(self, identifier: str, *, scope: str | None = None, reason: Any = None,
                 ticket: int | None = None, duration: Any = None) -> None:
         """Report a failed call; returns once the circuit has taken it into account."""
@@ -241,20 +196,10 @@ class Brama(EventMethods, GroupMethods):
             duration = check_duration("duration", duration, allow_zero=True, where="failure()")
         self.failed(cell, reason, _LEGACY if ticket is None else ticket, duration)
 
-    def failed(self, cell: Cell, reason: Any = None, ticket: int = _LEGACY,
-               duration: Any = None) -> None:
-        """`failure` for a cell already looked up (the decorator's and guard's path)."""
-        self._runtime.ask(cell, m.Failure(reason, ticket, duration))
-
     def release(self, identifier: str, ticket: int, *, scope: str | None = None) -> None:
         """End a call admitted with `ticket` without an outcome: its trial permit comes back."""
         if ticket >= 0:
             self.released(self._cell(identifier, scope), ticket)
-
-    def released(self, cell: Cell, ticket: int) -> None:
-        """`release` for a cell already looked up (NotFoundError once it is unregistered)."""
-        if ticket >= 0:
-            self._runtime.ask(cell, m.Release(ticket))
 
     def status(self, identifier: str, *, scope: str | None = None) -> ConnectionStatus:
         """The connection's current status, read from its snapshot."""
