@@ -25,6 +25,7 @@ import brama
 from brama import Brama, CircuitOpenError, CircuitState, EventType
 from brama.testing import FakeClock, flush_events
 from tests.helpers import Recorder, drain
+from tests.hypothesis_profiles import scaled
 
 ALLOWED = (TypeError, ValueError, LookupError)
 
@@ -241,7 +242,7 @@ def harness(request: pytest.FixtureRequest) -> Harness:
 
 
 SETTINGS = settings(
-    max_examples=150,
+    max_examples=scaled(150),
     derandomize=True,  # the same examples every run: a failure here is never a fluke
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
