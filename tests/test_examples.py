@@ -62,7 +62,8 @@ def test_example_runs(script: Path) -> None:
 
 
 def test_example_test_file_passes() -> None:
-    result = run("-m", "pytest", "-q", "-p", "no:cacheprovider",
+    # -n 0: pyproject.toml's addopts would start pytest-xdist workers for these few tests
+    result = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
                  str(FIXTURES_EXAMPLE.relative_to(ROOT)))
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"\b\d+ passed\b", result.stdout), result.stdout

@@ -34,6 +34,7 @@ from tests.circuit import (
     Driver,
     check_invariants,
 )
+from tests.hypothesis_profiles import scaled
 
 # --- properties ----------------------------------------------------------------------------
 
@@ -82,7 +83,7 @@ def run(overrides: Mapping[str, Any], actions: list[tuple[str, Any]]) -> Driver:
     return d
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300), deadline=None)
 @given(OVERRIDES, ACTIONS)
 def test_random_sequences_keep_invariants(
     overrides: dict[str, Any], actions: list[tuple[str, Any]]
@@ -121,7 +122,7 @@ def test_random_sequences_keep_invariants(
     assert status.success_rate is None if outcomes == 0 else 0 <= status.success_rate <= 1
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=scaled(200), deadline=None)
 @given(OVERRIDES, ACTIONS)
 def test_open_circuit_always_reaches_half_open_unless_disabled(
     overrides: dict[str, Any], actions: list[tuple[str, Any]]
@@ -137,7 +138,7 @@ def test_open_circuit_always_reaches_half_open_unless_disabled(
             assert d.circuit.state is HALF_OPEN
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=scaled(200), deadline=None)
 @given(OVERRIDES, ACTIONS)
 def test_progressive_openings_follow_the_formula(
     overrides: dict[str, Any], actions: list[tuple[str, Any]]
@@ -158,7 +159,7 @@ def test_progressive_openings_follow_the_formula(
             assert d.circuit.opening_step == 0
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=scaled(100), deadline=None)
 @given(OVERRIDES, ACTIONS)
 def test_resume_timers_rebuild_the_same_future(
     overrides: dict[str, Any], actions: list[tuple[str, Any]]

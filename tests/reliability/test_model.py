@@ -40,6 +40,7 @@ from brama import (
 )
 from brama.testing import FakeClock, flush_events
 from tests.helpers import drain
+from tests.hypothesis_profiles import scaled
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 LEGACY = "legacy"  # an outcome reported by plain success() / failure(): it owns no permit
@@ -728,7 +729,7 @@ class HibernatingBramaModel(BramaModel):
 
 
 MODEL_SETTINGS = settings(
-    max_examples=1500,  # about 25 s here; most examples run all 30 steps
+    max_examples=scaled(1500),  # about 25 s here; most examples run all 30 steps
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -744,7 +745,7 @@ def test_brama_matches_reference_model() -> None:
 def test_brama_matches_reference_model_with_hibernation() -> None:
     run_state_machine_as_test(
         HibernatingBramaModel,
-        settings=settings(MODEL_SETTINGS, max_examples=300),
+        settings=settings(MODEL_SETTINGS, max_examples=scaled(300)),
     )
 
 
