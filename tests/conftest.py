@@ -24,6 +24,7 @@ hypothesis_profiles.load()
 LONGEST_FIRST = (
     "tests/reliability/test_model.py::test_brama_matches_reference_model",
     "tests/reliability/test_model.py::test_brama_matches_reference_model_with_hibernation",
+    "tests/reliability/test_model_policies.py::test_brama_matches_reference_model_with_rate_policies",
 )
 
 

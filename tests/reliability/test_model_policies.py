@@ -18,6 +18,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
+from tests.hypothesis_profiles import scaled
 from tests.reliability.test_model import CONNECTION_OPTIONS, MODEL_SETTINGS, BramaModel
 
 POLICY_OPTIONS = {
@@ -46,7 +47,7 @@ class PolicyBramaModel(BramaModel):
 def test_brama_matches_reference_model_with_rate_policies() -> None:
     run_state_machine_as_test(
         PolicyBramaModel,
-        settings=settings(MODEL_SETTINGS, max_examples=500),  # about 10 s on a quiet machine
+        settings=settings(MODEL_SETTINGS, max_examples=scaled(500)),  # ~10 s on a quiet machine
     )
 
 
