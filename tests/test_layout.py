@@ -45,6 +45,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     # stdlib private APIs, used on purpose
     ("tests/helpers.py", "_exit"): "os._exit: a forked child must not run atexit/pytest",
     ("tests/otp/test_eventbus_restart.py", "_exit"): "os._exit, as in tests/helpers.py",
+    ("tests/test_hypothesis_profiles.py", "_hypothesis_internal_use_settings"): "hypothesis "
+    "keeps a decorated test's settings there and offers no public reader",
     ("brama/_guard.py", "_getframe"): "sys._getframe: the frame that entered a guard tells "
     "its entry from another's when guards are left out of order (generators)",
 }
