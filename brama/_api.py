@@ -75,12 +75,12 @@ def unregister(identifier: str, *, scope: str | None = None) -> None:
 
 def available(identifier: str, *, scope: str | None = None) -> bool:
     """May a call to this connection go ahead? (see `Brama.available`)."""
-    try:  # the closed-circuit read inlined: this check sits on every call
+    if type(identifier) is str and (scope is None or type(scope) is str):  # plain: hashable
+        # the closed-circuit read inlined: this check sits on every call; anything else (a
+        # str subclass, whose __hash__ and __eq__ must not run) goes through the method
         cell = _default.cells.get(identifier if scope is None else (scope, identifier))
-    except Exception:  # unhashable or hostile: the method validates it
-        cell = None
-    if cell is not None and cell.circuit.state is CLOSED:
-        return True
+        if cell is not None and cell.circuit.state is CLOSED:
+            return True
     return _default.get().available(identifier, scope=scope)
 
 

@@ -149,6 +149,10 @@ class Brama(CellMethods, EventMethods, GroupMethods):
 
     def available(self, identifier: str, *, scope: str | None = None) -> bool:
         """True when a call may go ahead; counts a rejection when it may not."""
+        if type(identifier) is str and (scope is None or type(scope) is str):  # plain: hashable
+            cell = self._table.get(identifier if scope is None else (scope, identifier))
+            if cell is not None and cell.circuit.state is CLOSED:  # the common case, inlined
+                return True
         return self.admit(identifier, scope=scope) != _REFUSED
 
     def admit(self, identifier: str, *, scope: str | None = None) -> int:
