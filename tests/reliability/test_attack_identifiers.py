@@ -426,3 +426,20 @@ def test_bad_values_whose_repr_raises_are_refused_cleanly(system: Brama) -> None
     system.configure(expiry_strategy=RaisingEverything("fixed"))
     assert_untouched("a choice option")
     assert system.status("svc").expiry_strategy == "fixed"
+
+
+@pytest.mark.parametrize("kind", HOSTILE_STRS, ids=lambda k: k.__name__)
+def test_module_functions_take_hostile_strs_as_plain_strings(brama_system: Brama,
+                                                             kind: type[str]) -> None:
+    """The module-level functions have a fast path of their own (the closed-circuit read of
+    `available`): it must not hash a str subclass either, or a lying hash finds "other"."""
+    brama_system.register("svc", max_attempts=1)
+    brama_system.register("other", max_attempts=1)
+    brama_system.open_circuit("svc")  # "svc" refuses; "other" (closed) would let it through
+    CALLS.clear()
+    assert brama.available(kind("svc")) is False
+    assert brama.available("svc", scope=None) is False
+    brama.failure(kind("svc"), reason="x")
+    assert_untouched(kind.__name__)
+    assert brama_system.status("svc").total_failures == 1
+    assert brama_system.status("other").total_failures == 0
