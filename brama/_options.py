@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any, Final
@@ -24,11 +24,14 @@ __all__ = [
     "EXPIRY_STRATEGIES",
     "GLOBAL_OPTIONS",
     "SPECS",
+    "START_ONLY_OPTIONS",
+    "SYSTEM_OPTIONS",
     "WINDOW_TYPES",
     "Options",
     "Spec",
     "check_option",
     "duration",
+    "mask_url",
     "unknown_option",
 ]
 
@@ -53,9 +56,14 @@ CONNECTION_OPTIONS: frozenset[str] = frozenset(
 )
 """Options that can be set per connection (and globally)."""
 
-GLOBAL_OPTIONS: frozenset[str] = CONNECTION_OPTIONS | frozenset(
-    {"cleanup_interval", "inactive_threshold", "max_restarts", "max_seconds", "clock"}
+SYSTEM_OPTIONS: frozenset[str] = frozenset(
+    {"cleanup_interval", "inactive_threshold", "max_restarts", "max_seconds", "clock",
+     "backend", "namespace", "backend_timeout"}
 )
+"""Options of a whole system (never per connection)."""
+START_ONLY_OPTIONS: frozenset[str] = frozenset({"clock", "backend", "namespace", "backend_timeout"})
+"""System options fixed when the system starts (a runtime `configure` refuses them)."""
+GLOBAL_OPTIONS: frozenset[str] = CONNECTION_OPTIONS | SYSTEM_OPTIONS
 """Every option a system accepts at start and in a global `configure`."""
 
 EXPIRY_STRATEGIES: frozenset[str] = frozenset({"fixed", "progressive"})
@@ -83,6 +91,9 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "max_restarts": 3,
         "max_seconds": 5.0,
         "clock": None,
+        "backend": None,
+        "namespace": "brama",
+        "backend_timeout": 0.1,
     }
 )
 """Built-in defaults; `initial_expiry` and `max_expiry` are derived from `expiry` instead."""
@@ -92,9 +103,10 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
 class Spec:
     """How one option is checked: its kind, its lower bound, and whether None is allowed."""
 
-    kind: str  # "int", "seconds", "factor", "rate", "size", "choice" or "clock"
+    kind: str  # "int", "seconds", "factor", "rate", "size", "choice", "clock", "url", "namespace"
     minimum: float = 0.0
     inclusive: bool = True
+    maximum: float = math.inf
     nullable: bool = False
     meaning_of_none: str = ""
     choices: frozenset[str] = frozenset()
@@ -107,6 +119,9 @@ class Spec:
             case "seconds":
                 op = ">=" if self.inclusive else ">"
                 text = f"a finite number of seconds {op} {self.minimum:g}, or a timedelta"
+                if self.maximum != math.inf:
+                    text = (f"a number of seconds {op} {self.minimum:g} and <= "
+                            f"{self.maximum:g}, or a timedelta")
             case "factor":
                 text = f"a finite number >= {self.minimum:g}"
             case "rate":
@@ -115,6 +130,12 @@ class Spec:
                 text = "a whole number of calls >= 1 (count window) or of seconds (time window)"
             case "choice":
                 text = "one of " + ", ".join(repr(s) for s in sorted(self.choices))
+            case "url":
+                text = ("a redis://, rediss:// or unix:// URL "
+                        "(redis://[[user]:password@]host[:port][/db])")
+            case "namespace":
+                text = ("1 to 64 characters of letters, digits and '_.:-', starting with a "
+                        "letter, a digit or '_'")
             case _:
                 text = "an object with callable time() and monotonic()"
         if self.nullable:
@@ -147,6 +168,9 @@ SPECS: Mapping[str, Spec] = MappingProxyType(
         "max_restarts": Spec("int", 0),
         "max_seconds": Spec("seconds", 0, inclusive=False),
         "clock": Spec("clock", nullable=True, meaning_of_none="the system clock"),
+        "backend": Spec("url", nullable=True, meaning_of_none="local circuits, no fleet"),
+        "namespace": Spec("namespace"),
+        "backend_timeout": Spec("seconds", 0, inclusive=False, maximum=60.0),
     }
 )
 
@@ -209,6 +233,33 @@ def duration(value: Any) -> float | None:
         return math.inf
 
 
+def mask_url(url: str) -> str:
+    """`url` with its password replaced by `***` (for every message and repr)."""
+    from brama._fleet.config import mask_url as mask
+
+    return mask(url)
+
+
+def _check_backend_text(kind: str, value: Any, bad: Callable[[str], ConfigError]) -> str:
+    """A backend URL or a namespace, checked by the fleet's own rules (imported only when a
+    backend option is given: a system without one never loads the fleet modules)."""
+    if not isinstance(value, str) or not value.strip():
+        raise bad("")
+    from brama._fleet.config import check_url
+    from brama._fleet.keys import check_namespace
+
+    try:
+        return check_url(value, "backend") if kind == "url" else check_namespace(value)
+    except ConfigError as exc:
+        if kind != "url":
+            raise bad("") from None
+        text = str(exc)
+        prefix = f"backend={mask_url(value.strip())!r}"
+        if text.startswith(prefix):
+            text = text[len(prefix):].lstrip(": ")
+        raise bad(f"; this one {text}" if text.startswith("must") else f"; {text}") from None
+
+
 def check_option(name: str, value: Any, source: str) -> Any:
     """Validate one known option and return it normalised (durations as float seconds).
 
@@ -217,9 +268,10 @@ def check_option(name: str, value: Any, source: str) -> Any:
     """
     spec = SPECS[name]
 
-    def bad() -> ConfigError:
+    def bad(detail: str = "") -> ConfigError:
+        shown = mask_url(value) if spec.kind == "url" and isinstance(value, str) else value
         return ConfigError(
-            f"option {name}={value!r} (from {source}) must be {spec.describe()}"
+            f"option {name}={shown!r} (from {source}) must be {spec.describe()}{detail}"
         )
 
     if value is None:
@@ -236,7 +288,7 @@ def check_option(name: str, value: Any, source: str) -> Any:
             if number is None or (spec.kind == "factor" and isinstance(value, datetime.timedelta)):
                 raise bad()
             in_range = number >= spec.minimum if spec.inclusive else number > spec.minimum
-            if not math.isfinite(number) or not in_range:
+            if not math.isfinite(number) or not in_range or number > spec.maximum:
                 raise bad()
             return number
         case "rate":
@@ -258,6 +310,8 @@ def check_option(name: str, value: Any, source: str) -> Any:
             if not isinstance(value, str) or value not in spec.choices:
                 raise bad()
             return str(value)
+        case "url" | "namespace":
+            return _check_backend_text(spec.kind, value, bad)
         case _:
             if not (
                 callable(getattr(value, "time", None))

@@ -17,7 +17,7 @@ from brama._cell import Cell, Key, fast_policy, to_status
 from brama._circuit import EMPTY, Now, new_circuit
 from brama._config import Settings, validate_options
 from brama._expiry import expiry_overrides
-from brama._options import CONNECTION_OPTIONS, GLOBAL_OPTIONS
+from brama._options import CONNECTION_OPTIONS, GLOBAL_OPTIONS, START_ONLY_OPTIONS
 from brama._runtime import Runtime
 from brama._validation import check_identifier, check_scope, in_scope
 from brama.errors import AlreadyRegisteredError, ConfigError
@@ -85,8 +85,9 @@ class Registrar:
 
     def configure_all(self, options: Mapping[str, Any]) -> None:
         """A global change, checked against every connection's own options first."""
-        if "clock" in options:
-            raise ConfigError("clock cannot be changed at runtime; pass it when starting")
+        fixed = sorted(START_ONLY_OPTIONS.intersection(options))
+        if fixed:
+            raise ConfigError(f"{fixed[0]} cannot be changed at runtime; pass it when starting")
         checked = validate_options(options, allowed=GLOBAL_OPTIONS, source="configure()")
         with self.settings.lock:
             preview = self.settings.preview(**checked)
