@@ -23,11 +23,11 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from brama._circuit import Now
 
-__all__ = ["DRIFT", "ServerClock"]
+__all__ = ["DRIFT", "PinnedClock", "ServerClock"]
 
 DRIFT: Final = 1e-4
 """Assumed worst drift between the local monotonic clock and the server's clock (s/s)."""
@@ -117,3 +117,21 @@ class ServerClock:
         """`Now(wall=t, mono=t)` for the state machine, t the estimated server time."""
         t = self.monotonic()
         return Now(t, t)
+
+
+class PinnedClock(ServerClock):
+    """The fleet's clock when a system was given a clock of its own (a `FakeClock` in tests):
+    that clock's readings, never moved by the server's `TIME`. Every system of a test fleet
+    sharing one `FakeClock` then steps on the same, deterministic time."""
+
+    __slots__ = ()
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock.monotonic, clock.time)
+
+    def __repr__(self) -> str:
+        return f"<PinnedClock offset={self.offset:.6f}>"
+
+    def observe(self, sent: float, received: float, server_time: float) -> bool:
+        """Server samples are ignored: the given clock decides."""
+        return False
