@@ -1,6 +1,7 @@
 """Groups: named sets of connections of one scope, checked and reported to as one.
 
-`Groups` holds the groups of one `brama.Brama`, which delegates to it. A group stores the
+`Groups` holds the groups of one `brama.Brama`, which delegates to it (the public methods
+come from `GroupMethods`, a mixin of `Brama`). A group stores the
 keys of its members, not their cells, so a member that is unregistered and registered again is
 the new connection. Decisions where the contract leaves room:
 
@@ -29,7 +30,7 @@ from brama.types import CircuitState, ConnectionStatus
 Member = tuple[str | None, str]
 """A group member: `(scope, identifier)`."""
 
-__all__ = ["Groups"]
+__all__ = ["GroupMethods", "Groups"]
 
 _OPEN = CircuitState.OPEN
 
@@ -96,6 +97,7 @@ class Groups:
 
     def all(self) -> dict[str, tuple[str, ...]]:
         """Every group: name -> the identifiers of its members, in order."""
+        self._check_running()
         return {name: tuple(i for _, i in members) for name, members in self._groups.items()}
 
     def _members(self, name: str) -> tuple[Member, ...]:
@@ -163,3 +165,39 @@ class Groups:
                 self._failure(identifier, scope=scope, reason=reason)
             except NotFoundError:
                 continue
+
+
+class GroupMethods:
+    """The group functions of `brama.Brama` (a mixin), each delegating to its `Groups`."""
+
+    def _group_registry(self) -> Groups:
+        raise NotImplementedError  # Brama returns its own
+
+    def register_group(self, name: str, members: Iterable[str], *,
+                       scope: str | None = None) -> None:
+        """Register a group of registered connections of one scope."""
+        self._group_registry().register(name, members, scope)
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Every registered group: name -> the identifiers of its members."""
+        return self._group_registry().all()
+
+    def unregister_group(self, name: str) -> None:
+        """Forget a group (its connections stay)."""
+        self._group_registry().unregister(name)
+
+    def group_available(self, name: str) -> bool:
+        """True when no member is open; a pure read that takes no permits."""
+        return self._group_registry().available(name)
+
+    def group_status(self, name: str) -> dict[str, ConnectionStatus]:
+        """The status of every member, keyed by identifier."""
+        return self._group_registry().status(name)
+
+    def group_success(self, name: str) -> None:
+        """Report a success to every member."""
+        self._group_registry().success(name)
+
+    def group_failure(self, name: str, *, reason: Any = None) -> None:
+        """Report a failure to every member."""
+        self._group_registry().failure(name, reason)

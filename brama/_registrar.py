@@ -61,13 +61,21 @@ class Registrar:
             raise TypeError(f"metadata must be a mapping or None, got {safe_repr(metadata)}")
         overrides = validate_options(options, allowed=CONNECTION_OPTIONS, source="register()")
         frozen = MappingProxyType(dict(metadata)) if metadata else EMPTY
+        now = self.now()
+        fresh = new_circuit(now, overrides)
+        if runtime.fleet is not None:  # the fleet's state (never reset by a newcomer)
+            self.settings.resolve(overrides, source="register()")  # refused before joining
+        state, slot = runtime.join(identifier, scope, fresh)
         with self.settings.lock:  # checked against, and stored under, one view of the globals
             resolved = self.settings.resolve(overrides, source="register()")
-            cell = Cell(identifier, scope, type_, frozen, new_circuit(self.now(), overrides))
-            cell.policy = fast_policy(resolved)
+            cell = Cell(identifier, scope, type_, frozen, state)
+            cell.fleet = slot
+            cell.policy = fast_policy(resolved, state, now.mono)
             if self.table.setdefault(cell.key, cell) is not cell:
                 raise AlreadyRegisteredError(
                     f"connection {identifier!r}{in_scope(scope)} is already registered")
+        if slot is not None:
+            runtime.resume(cell)
         data = {"type": type_, "metadata": frozen}
         runtime.emit(EventType.CONNECTION_REGISTERED, identifier, scope, data)
         runtime.emit(EventType.REGISTRATION, identifier, scope, data)

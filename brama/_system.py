@@ -12,10 +12,10 @@ from typing import Any
 
 from brama import _fork
 from brama import _messages as m
-from brama._cell import Cell, Key
-from brama._circuit import CLOSED, OPEN, Circuit, Now
+from brama._cell import Cell, Key, fast_success
+from brama._circuit import CLOSED, OPEN, Circuit
 from brama._config import Settings
-from brama._groups import Groups
+from brama._groups import GroupMethods, Groups
 from brama._options import Options
 from brama._permit import Permit
 from brama._refusal import refuse
@@ -33,25 +33,31 @@ _SUCCESS = EventType.SUCCESS
 _REFUSED, _NO_PERMIT, _LEGACY = m.REFUSED, m.NO_PERMIT, m.LEGACY
 
 
-class Brama:
+class Brama(GroupMethods):
     """An independent Brama system: its own supervision tree, connections, timers and event
-    bus. Stop it with `stop()` or use it as a context manager."""
+    bus. Stop it with `stop()` or use it as a context manager. (Groups: `GroupMethods`.)"""
 
     def __init__(self, **options: Any) -> None:
         self._settings = Settings(options)
         clock = self._settings.get("clock")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        self._wall = self._clock.time
         self._table: dict[Key, Cell] = {}
         self._stopped = False
         self._lock = threading.Lock()
-        self._runtime = Runtime(self._settings, self._clock, self._table)
-        self._interest = self._runtime.bus.interest
+        self._use(Runtime(self._settings, self._clock, self._table))
         self._groups = Groups(self._table, self._check_running, self._status_of,
                               self.success, self.failure)
         self._registrar = Registrar(self._table, self._settings, lambda: self._runtime,
-                                    self._now)
+                                    lambda: self._runtime.context.now())
         _fork.track(self)
+
+    def _use(self, runtime: Runtime) -> None:
+        """Run on `runtime`; the state machine's time is its `state_clock` (with a backend,
+        the fleet's clock), which the hot paths read too."""
+        self._runtime = runtime
+        self._interest = runtime.bus.interest
+        self._wall = runtime.state_clock.time
+        self._mono = runtime.state_clock.monotonic
 
     def resume_after_fork(self) -> None:
         """In a forked child: new threads and actors over the same state (see `_fork`)."""
@@ -60,8 +66,7 @@ class Brama:
         if not self._stopped:
             for key, cell in list(self._table.items()):
                 self._table[key] = cell.successor()
-            self._runtime = Runtime(self._settings, self._clock, self._table)
-            self._interest = self._runtime.bus.interest
+            self._use(Runtime(self._settings, self._clock, self._table))
 
     # -- lookups and checks --
 
@@ -75,6 +80,9 @@ class Brama:
             raise NotFoundError(f"connection {identifier!r}{in_scope(scope)} is not registered")
         return cell
 
+    def _group_registry(self) -> Groups:
+        return self._groups
+
     def _check_running(self) -> None:
         if self._stopped:
             raise BramaError("this Brama system is stopped; start a new one (or brama.shutdown())")
@@ -83,10 +91,7 @@ class Brama:
         return self._settings.resolve(state.overrides)
 
     def _status_of(self, cell: Cell) -> ConnectionStatus:
-        return cell.status(self._settings.resolve(cell.circuit.overrides), self._clock.monotonic())
-
-    def _now(self) -> Now:
-        return Now(self._clock.time(), self._clock.monotonic())
+        return cell.status(self._settings.resolve(cell.circuit.overrides), self._mono())
 
     # -- lifecycle --
 
@@ -96,8 +101,9 @@ class Brama:
             if self._stopped:
                 return
             self._stopped = True
+            cells = list(self._table.values())
             self._table.clear()
-        self._runtime.stop()
+        self._runtime.stop(cells)
 
     @property
     def running(self) -> bool:
@@ -191,29 +197,16 @@ class Brama:
                        duration)
 
     def succeeded(self, cell: Cell, ticket: int = _LEGACY, duration: Any = None) -> None:
-        """`success` for a cell already looked up (the decorator's and guard's path).
+        """`success` for a cell already looked up (the decorator's and guard's path): a
+        counter bump when nobody listens for successes and nothing is to be decided (see
+        `brama._cell.fast_success`), else a message to the actor."""
+        wanted = self._interest.wanted
+        if (wanted.all_topics or _SUCCESS in wanted.topics
+                or not fast_success(cell, duration, self._second, self._wall)):
+            self._runtime.ask(cell, m.Success(ticket, duration))
 
-        A success on a healthy closed circuit that nobody listens for is a counter bump. With
-        a rate policy it stays one unless the call was slow, or a time window's second changed
-        (the actor then moves the window on).
-        """
-        state = cell.circuit
-        if state.state is CLOSED and state.failure_count == 0:
-            wanted = self._interest.wanted
-            if not wanted.all_topics and _SUCCESS not in wanted.topics:
-                policy = cell.policy
-                if policy is None:
-                    next(cell.fast_successes)
-                    cell.last_fast_success = self._wall()
-                    return
-                if policy.warm and (policy.slow_after is None or duration is None
-                                    or duration < policy.slow_after) and (
-                        not policy.time_window
-                        or int(self._clock.monotonic() // 1) == cell.window_second):
-                    cell.fast_seen = next(cell.fast_successes)
-                    cell.last_fast_success = self._wall()
-                    return
-        self._runtime.ask(cell, m.Success(ticket, duration))
+    def _second(self) -> int:
+        return int(self._mono() // 1)
 
     def failure(self, identifier: str, *, scope: str | None = None, reason: Any = None,
                 ticket: int | None = None, duration: Any = None) -> None:
@@ -302,35 +295,3 @@ class Brama:
         if not isinstance(subscription, Subscription):
             raise TypeError(f"unsubscribe: expected a Subscription, got {subscription!r}")
         subscription.close()
-
-    # -- groups (see brama._groups) --
-
-    def register_group(self, name: str, members: Iterable[str], *,
-                       scope: str | None = None) -> None:
-        """Register a group of registered connections of one scope."""
-        self._groups.register(name, members, scope)
-
-    def groups(self) -> dict[str, tuple[str, ...]]:
-        """Every registered group: name -> the identifiers of its members."""
-        self._check_running()
-        return self._groups.all()
-
-    def unregister_group(self, name: str) -> None:
-        """Forget a group (its connections stay)."""
-        self._groups.unregister(name)
-
-    def group_available(self, name: str) -> bool:
-        """True when no member is open; a pure read that takes no permits."""
-        return self._groups.available(name)
-
-    def group_status(self, name: str) -> dict[str, ConnectionStatus]:
-        """The status of every member, keyed by identifier."""
-        return self._groups.status(name)
-
-    def group_success(self, name: str) -> None:
-        """Report a success to every member."""
-        self._groups.success(name)
-
-    def group_failure(self, name: str, *, reason: Any = None) -> None:
-        """Report a failure to every member."""
-        self._groups.failure(name, reason)
