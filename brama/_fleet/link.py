@@ -16,8 +16,9 @@ events) exactly as they do without a backend. The rest of the link:
   the fleet sees one connection's events in the same order.
 - Quiet outcomes never reach Redis: a success on a closed circuit with nothing to reset (as
   the hot path would count it) and a refused admission are counted in the cell's fast
-  counters, flushed in batches (`flush`, every second by the `Flusher`, and on unregister
-  and stop) into the connection's counters hash. A status adds the fleet's counts (`extra`).
+  counters, flushed in batches (`flush`, every second by the `Flusher` of `flusher.py`, and on
+  unregister and stop) into the connection's counters hash. A status adds the fleet's counts
+  (`Slot.extra`; a registration's `Slot` and the actor's `Outcome` are in `slot.py`).
 - Faults: a `BackendUnavailable` makes the step local (`_offline`): the breaker keeps
   working alone, the slot is `dirty`, and its outcomes are remembered (`offline`). `resync`
   (when the backend is back, the bridge re-subscribed, or the next message) joins again: the
@@ -29,34 +30,30 @@ events) exactly as they do without a backend. The rest of the link:
 from __future__ import annotations
 
 import contextlib
-import math
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 from brama import _circuit as circuit
-from brama._cell import NO_EXTRA, Cell, FleetCounts, count_value
-from brama._circuit import ALL_EVENTS, Circuit, Emit, Now, TimerRequest
+from brama._cell import Cell, count_value
+from brama._circuit import ALL_EVENTS, Circuit, Emit, Now
 from brama._connection import FleetChanged, FleetFold, FleetResync
 from brama._fleet.bridge import Bridge
 from brama._fleet.clock import PinnedClock, ServerClock
 from brama._fleet.codec import ChangeNotice, FleetState
 from brama._fleet.config import FleetConfig
 from brama._fleet.errors import BackendUnavailable, ContentionError, describe
-from brama._fleet.keys import FleetKey, new_origin
+from brama._fleet.flusher import Flusher
+from brama._fleet.keys import new_origin
+from brama._fleet.slot import Batch, Outcome, Slot, outcome_counts, tagged
 from brama._fleet.store import Counters, FleetStore, Stepped
 from brama._options import Options
-from brama.otp import Actor, ChildSpec, Clock, TimerRef, TimerService, get_logger
+from brama.otp import ChildSpec, Clock, TimerService, get_logger
 from brama.types import CircuitState, EventType
 
-__all__ = ["FLUSH_INTERVAL", "FleetLink", "Flusher", "Outcome", "Slot"]
+__all__ = ["HOLD_LIMIT", "OPENED_OFFLINE", "READ_INTERVAL", "FleetLink"]
 
 _log: Final = "brama.fleet"
-FLUSH_INTERVAL: Final = 1.0
-"""Seconds between two flushes of the fast counters (on the system's clock)."""
 READ_INTERVAL: Final = 2.0
 """Seconds after which a connection's fleet counts are read again even if this system has
 nothing to add (its status then shows the others' counts within about this long)."""
@@ -66,89 +63,6 @@ OPENED_OFFLINE: Final = "opened_while_backend_unavailable"
 """The reason of the opening a process writes on reconnection (see `FleetLink.resync`)."""
 _FOLD: Final = circuit.PermitTimeout(-1)
 """A step that only folds the hot path's successes into the window (no permit has id -1)."""
-_STATES: Final = {state.value: state for state in CircuitState}
-_NO_OWNERS: Mapping[int, str] = MappingProxyType({})
-_Batch = tuple[float, tuple[Emit, ...]]
-
-
-class Outcome(NamedTuple):
-    """What the connection actor carries out after a fleet step, notice or resync."""
-
-    circuit: Circuit
-    """The new snapshot of the cell."""
-    now: Now
-    reply: Any = None
-    timers: tuple[TimerRequest, ...] | None = ()
-    """Timers to arm or cancel; None: re-arm every timer from `circuit` (it was adopted)."""
-    batches: tuple[_Batch, ...] = ()
-    """(time, events) to publish on the local bus, in this order."""
-
-
-class Slot:
-    """A registration's place in the fleet, kept in its cell (a restarted, woken or forked
-    actor resumes it). Written by the cell's actor; `flush` also runs on the flusher."""
-
-    __slots__ = ("counts", "dirty", "extra", "flushed", "held", "key", "lock", "offline",
-                 "owners", "read_at", "seen", "version")
-
-    def __init__(self, key: FleetKey) -> None:
-        self.key = key
-        self.version = 0
-        """The fleet version the cell's circuit is (0: never joined)."""
-        self.seen = 0
-        """The version up to which the fleet's events were published locally."""
-        self.owners: Mapping[int, str] = _NO_OWNERS
-        self.dirty = False
-        """True once the circuit was stepped without the backend (until `resync`)."""
-        self.held: list[tuple[int, float, float, tuple[Emit, ...]]] = []
-        """Own events waiting for earlier notices: (version, time, held at, events)."""
-        self.offline = Counters()
-        """Outcomes stepped locally while dirty (added to the counters on `resync`)."""
-        self.counts = Counters()
-        """The connection's counters hash as last read."""
-        self.flushed = (0, 0)
-        """This cell's fast successes and rejections already added to the counters hash."""
-        self.extra: FleetCounts = NO_EXTRA
-        """What the status adds: `counts` less what this cell flushed (read atomically)."""
-        self.lock = threading.Lock()
-        self.read_at = -math.inf
-
-    def set_counts(self, counts: Counters, flushed: tuple[int, int]) -> None:
-        """The fleet's counts as just read, with what this cell flushed into them (after a
-        FLUSHALL the fleet may hold less than that: the status then shows the local counts)."""
-        self.counts, self.flushed = counts, flushed
-        self.extra = FleetCounts(max(counts.successes - flushed[0], 0), counts.failures,
-                                 max(counts.rejections - flushed[1], 0), counts.last_success)
-
-    def forked(self, successes: int, rejections: int) -> Slot:
-        """The slot of the same registration in a forked child, whose fast counters stand at
-        `successes` / `rejections`: what they hold is the parent's to flush."""
-        new = Slot(self.key)
-        new.version, new.seen, new.owners, new.dirty = (self.version, self.seen, self.owners,
-                                                        self.dirty)
-        new.offline = self.offline
-        new.set_counts(self.counts, (successes, rejections))
-        return new
-
-
-def _tagged(events: Iterable[Emit], origin: str) -> tuple[Emit, ...]:
-    """`events` with `data["origin"]`; a relayed state is a `CircuitState` again."""
-    tagged = []
-    for event in events:
-        data = dict(event.data)
-        for name in ("previous_state", "new_state"):
-            value = data.get(name)
-            if isinstance(value, str) and value in _STATES:
-                data[name] = _STATES[value]
-        data["origin"] = origin
-        tagged.append(Emit(event.event, data))
-    return tuple(tagged)
-
-
-def _delta(before: Circuit, after: Circuit) -> Counters:
-    return Counters(after.total_successes - before.total_successes,
-                    after.total_failures - before.total_failures,
-                    after.rejected_calls - before.rejected_calls)
 
 
 class FleetLink:
@@ -250,7 +164,7 @@ class FleetLink:
                     cell.fast_seen = seen
                 cell.last_fast_success = now.wall
             wanted = tuple(e for e in result.events if e.event in wants)
-            batches: tuple[_Batch, ...] = ((now.wall, _tagged(wanted, origin)),) if wanted else ()
+            batches: tuple[Batch, ...] = ((now.wall, tagged(wanted, origin)),) if wanted else ()
             return Outcome(applied.state.circuit, now, result.reply,
                            None if timers is None else (), batches)
         batches = (self._own(slot, applied.version, applied.created, now.wall, result.events)
@@ -286,26 +200,26 @@ class FleetLink:
         slot.dirty = True
         now = self.clock.now()
         result = circuit.step(base, options, message, now, wants, cell.fast_seen + 1)
-        slot.offline = slot.offline.plus(_delta(base, result.circuit))
-        batches = ((now.wall, _tagged(result.events, self.origin)),) if result.events else ()
+        slot.offline = slot.offline.plus(outcome_counts(base, result.circuit))
+        batches = ((now.wall, tagged(result.events, self.origin)),) if result.events else ()
         return Outcome(result.circuit, now, result.reply, None if rearm else result.timers,
                        batches)
 
     def _own(self, slot: Slot, version: int, created: bool, wall: float,
-             events: Iterable[Emit]) -> tuple[_Batch, ...]:
+             events: Iterable[Emit]) -> tuple[Batch, ...]:
         """This process's events of `version`: out now if every earlier version's are, else
         held until the notices before them came."""
-        tagged = _tagged(events, self.origin)
+        mine = tagged(events, self.origin)
         if created or slot.seen >= version - 1:
             slot.seen = max(slot.seen, version)
-            return ((wall, tagged), *self._release(slot))
-        slot.held.append((version, wall, time.monotonic(), tagged))
+            return ((wall, mine), *self._release(slot))
+        slot.held.append((version, wall, time.monotonic(), mine))
         return ()
 
     @staticmethod
-    def _release(slot: Slot, force: bool = False) -> tuple[_Batch, ...]:
+    def _release(slot: Slot, force: bool = False) -> tuple[Batch, ...]:
         """Held events whose turn came (all of them with `force`), in version order."""
-        out: list[_Batch] = []
+        out: list[Batch] = []
         while slot.held and (force or slot.held[0][0] - 1 <= slot.seen):
             version, wall, _, events = slot.held.pop(0)
             slot.seen = max(slot.seen, version)
@@ -323,11 +237,11 @@ class FleetLink:
         if slot is None or notice.key != slot.key:
             return None
         now = self.clock.now()
-        batches: tuple[_Batch, ...] = ()
+        batches: tuple[Batch, ...] = ()
         if notice.version > slot.seen:
             slot.seen = notice.version
             wall = notice.time if notice.wall is None else notice.wall
-            batches = ((wall, _tagged(notice.events, notice.origin)), *self._release(slot))
+            batches = ((wall, tagged(notice.events, notice.origin)), *self._release(slot))
         if notice.version <= slot.version or slot.dirty:  # an echo, or resync decides
             return Outcome(cell.circuit, now, None, (), batches)
         adopted = notice.state.with_local(cell.circuit)
@@ -535,33 +449,3 @@ class FleetLink:
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class FlushTick:
-    """Flusher timer message."""
-
-
-class Flusher(Actor):
-    """Runs `FleetLink.tick` every FLUSH_INTERVAL seconds on the system's timer service."""
-
-    def __init__(self, link: FleetLink, timers: TimerService) -> None:
-        super().__init__()
-        self.link = link
-        self.timers = timers
-        self.timer: TimerRef | None = None
-
-    def on_start(self) -> None:
-        self.timer = self.timers.send_after(FLUSH_INTERVAL, self.actor_ref, FlushTick())
-
-    def on_stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, FlushTick):
-            try:
-                self.link.tick()
-            finally:
-                self.timer = self.timers.send_after(FLUSH_INTERVAL, self.actor_ref,
-                                                    FlushTick())
-            return None
-        return super().on_receive(message)
