@@ -13,6 +13,11 @@ import os
 import weakref
 from typing import Protocol
 
+# The OTP layer's own fork handlers (inherited actors marked dead, timer services, buses)
+# must run before `_resume_all` builds the new runtimes: handlers run in the order they
+# were registered, so brama.otp registers first, whatever order modules are imported in.
+import brama.otp  # noqa: F401
+
 __all__ = ["track"]
 
 
