@@ -56,7 +56,7 @@ class Brama(GroupMethods):
         the fleet's clock), which the hot paths read too."""
         self._runtime = runtime
         self._interest = runtime.bus.interest
-        self._wall = runtime.state_clock.time
+        self._wall = runtime.stamp
         self._mono = runtime.state_clock.monotonic
 
     def resume_after_fork(self) -> None:

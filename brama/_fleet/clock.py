@@ -113,6 +113,11 @@ class ServerClock:
     time = monotonic
     """The same estimate: on the fleet's clock, wall and monotonic times are one."""
 
+    def stamp(self) -> float:
+        """The estimate without the never-backwards guarantee (no lock; a fifth of the cost),
+        for timestamps on the hot path (the latest success), which nothing orders by."""
+        return self._monotonic() + self._offset
+
     def now(self) -> Now:
         """`Now(wall=t, mono=t)` for the state machine, t the estimated server time."""
         t = self.monotonic()
