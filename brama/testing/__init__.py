@@ -173,14 +173,14 @@ def sync_fleet(*systems: Brama, timeout: float = 5.0) -> None:
         runtime.flush(timeout)
 
 
-Part = Literal["registry", "events", "connections", "janitor"]
+Part = Literal["registry", "events", "connections", "janitor", "bridge", "flusher"]
 
 
 def kill(part: Part, *, how: Literal["stop", "crash"] = "crash",
          system: Brama | None = None) -> ActorRef[Any] | None:
     """Stop or crash a part of the system's supervision tree ("registry", "events",
-    "connections", "janitor"); returns the actor killed (None if it was not running). Its
-    supervisor restarts it, as in production."""
+    "connections", "janitor", and with a backend "bridge" and "flusher"); returns the actor
+    killed (None if it was not running). Its supervisor restarts it, as in production."""
     runtime = _system(system).runtime
     ref = runtime.part(part)
     if ref is None or not ref.is_alive():

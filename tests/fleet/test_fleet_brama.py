@@ -328,3 +328,26 @@ def test_a_trip_is_seen_by_available_everywhere_within_100_ms(make_brama) -> Non
     print(f"trip seen elsewhere: median {sorted(latencies)[len(latencies) // 2] * 1000:.2f} "
           f"ms, max {max(latencies) * 1000:.2f} ms")
     assert max(latencies) < 0.1
+
+
+@pytest.mark.parametrize("part", ["bridge", "flusher"])
+def test_a_crashed_bridge_or_flusher_is_restarted_and_the_fleet_goes_on(
+        make_brama, part: str) -> None:
+    """The bridge is a root child before the connections (rest_for_one): its restart also
+    restarts the connection actors, which resume from their cells, and the new subscription
+    resyncs every connection (transitions missed meanwhile are read back)."""
+    from brama.testing import kill
+
+    a, b = fleet_of(make_brama, 2, None, max_attempts=1, expiry=60)
+    subscribed(a, b)
+    for _ in range(5):
+        b.success("pay")
+    killed = kill(part, system=b)
+    assert killed is not None
+    eventually(lambda: (ref := b.runtime.part(part)) is not None and ref != killed
+               and ref.is_alive(), what=f"the {part} restarted")
+    subscribed(b)
+    a.failure("pay")
+    eventually(lambda: not b.available("pay"), what="b hears a's trip")
+    eventually(lambda: a.status("pay").total_successes == 5, timeout=10,
+               what="b's counts reach a")
