@@ -23,7 +23,7 @@ def test_the_readme_fleet_example_stops_the_other_workers(
     env = {**os.environ, "BRAMA_BACKEND": server.url, "BRAMA_NAMESPACE": namespace,
            "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60, env=env, cwd=tmp_path)
+                          timeout=45, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = sorted(done.stdout.splitlines())
     assert lines[0] == "w1: tripped it (3 failures)", done.stdout
