@@ -25,9 +25,9 @@ def test_the_readme_fleet_example_stops_the_other_workers(
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=45, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    lines = sorted(done.stdout.splitlines())
-    assert lines[0] == "w1: tripped it (3 failures)", done.stdout
-    for name, line in zip(("w2", "w3"), lines[1:], strict=True):
-        assert line.startswith(f"{name}: refused ") and "is open" in line, done.stdout
-        waited = float(line.split("refused ")[1].split(" ms")[0])
-        assert waited < 100.0, line
+    assert "w1: tripped it (3 failures)" in done.stdout, done.stdout
+    for name in ("w2", "w3"):  # three processes share the pipe: found, not split by line
+        found = re.search(rf"{name}: refused ([0-9.]+) ms after w1's trip: circuit of "
+                          r"connection 'payments' is open", done.stdout)
+        assert found is not None, done.stdout
+        assert float(found.group(1)) < 100.0, done.stdout
