@@ -138,7 +138,7 @@ class Cell:
         """The second a time window's current bucket is in (successes in another one go
         through the actor, which moves the window on)."""
         self.fleet: Any = None
-        """The registration's fleet slot (`brama._fleet.link.Slot`), None without a backend:
+        """The registration's fleet slot (`brama._fleet.slot.Slot`), None without a backend:
         its `extra` (a `FleetCounts`) is added to the status."""
 
     def __repr__(self) -> str:

@@ -168,3 +168,29 @@ def test_no_exception_reaches_a_caller_while_redis_comes_and_goes(systems, own_s
         time.sleep(0.001)
     assert surprises == []
     assert calls["n"] > 100
+
+
+def test_the_backend_password_is_never_shown(redis_binary: str, namespace: str) -> None:
+    password = "s3cret-Pa55"
+    server = RedisServer(redis_binary, password=password,
+                         extra=["--requirepass", password]).start()
+    try:
+        url = f"redis://default:{password}@127.0.0.1:{server.port}/0"  # an ACL user too
+        system = Brama(backend=url, namespace=namespace)
+        try:
+            system.register("pay", max_attempts=1)
+            subscribed(system)
+            events = system.subscribe(events=BACKEND)
+            server.kill()
+            system.failure("pay")  # finds it dead
+            event = eventually(lambda: drain(events, 0.01))[0]
+            assert event.event is EventType.BACKEND_UNAVAILABLE
+            shown = [event.data["backend"], event.data["error"], repr(system),
+                     repr(system.runtime.fleet), repr(system.runtime.fleet.store),
+                     repr(system.status("pay"))]
+            assert all(password not in text for text in shown), shown
+            assert ":***@" in event.data["backend"]
+        finally:
+            system.stop()
+    finally:
+        server.destroy()
