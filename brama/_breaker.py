@@ -164,7 +164,8 @@ class Breaker:
                 continue
             if self.options:
                 self._check_options(cell)
-            binding = Binding(system, cell, system.runtime.bus.interest, system.clock.time)
+            binding = Binding(system, cell, system.runtime.bus.interest,
+                              system.runtime.stamp)
             self.binding = binding
             return binding
         raise NotFoundError(f"connection {self.identifier!r} keeps being unregistered")

@@ -4,6 +4,9 @@ The connection actor replaces `Cell.circuit` (one reference assignment) after ev
 readers take the reference once and read a consistent, immutable state (fuse's ETS read, the
 actor being the gen_server that writes). Counters that only grow are bumped by callers on the
 hot path without the actor, atomically (`itertools.count`).
+
+With a fleet backend, `Cell.fleet` holds the registration's place in the fleet (its version,
+and `extra`: what the rest of the fleet counted beyond this circuit and these counters).
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from brama._options import Options
 from brama._window import Rates
 from brama.types import ConnectionStatus
 
-__all__ = ["Cell", "FastPolicy", "Key", "count_value", "fast_policy", "key_of", "to_status"]
+__all__ = [
+    "NO_EXTRA",
+    "Cell",
+    "FastPolicy",
+    "FleetCounts",
+    "Key",
+    "count_value",
+    "fast_policy",
+    "key_of",
+    "to_status",
+]
 
 Key = str | tuple[str, str]
 """A connection's key in the system's table: the identifier alone when it has no scope (the
@@ -32,6 +45,19 @@ def key_of(scope: str | None, identifier: str) -> Key:
 def count_value(counter: itertools.count[int]) -> int:
     """Where an `itertools.count` stands (it exposes its position only through repr)."""
     return int(repr(counter)[6:-1])
+
+
+class FleetCounts(NamedTuple):
+    """Counts of the rest of the fleet that neither a cell's circuit nor its fast counters hold
+    (other processes' flushed counts), and the latest success among them."""
+
+    successes: int = 0
+    failures: int = 0
+    rejections: int = 0
+    last_success: float | None = None
+
+
+NO_EXTRA = FleetCounts()
 
 
 class FastPolicy(NamedTuple):
@@ -73,6 +99,7 @@ class Cell:
         "fast_rejections",
         "fast_seen",
         "fast_successes",
+        "fleet",
         "identifier",
         "key",
         "last_fast_success",
@@ -109,6 +136,9 @@ class Cell:
         self.window_second = 0
         """The second a time window's current bucket is in (successes in another one go
         through the actor, which moves the window on)."""
+        self.fleet: Any = None
+        """The registration's fleet slot (`brama._fleet.slot.Slot`), None without a backend:
+        its `extra` (a `FleetCounts`) is added to the status."""
 
     def __repr__(self) -> str:
         where = "" if self.scope is None else f" in {self.scope!r}"
@@ -131,6 +161,9 @@ class Cell:
         new.policy, new.fast_seen, new.window_second = (
             self.policy, self.fast_seen, self.window_second
         )
+        if self.fleet is not None:  # the parent flushes what it counted before the fork
+            new.fleet = self.fleet.forked(count_value(new.fast_successes),
+                                          count_value(new.fast_rejections))
         self.live = False
         return new
 
@@ -161,8 +194,9 @@ def to_status(cell: Cell, circuit: Circuit, options: Options, *, fresh: bool = F
     """
     fast_successes = 0 if fresh else count_value(cell.fast_successes)
     fast_rejections = 0 if fresh else count_value(cell.fast_rejections)
-    successes = circuit.total_successes + fast_successes
-    failures = circuit.total_failures
+    extra = NO_EXTRA if cell.fleet is None else cell.fleet.extra
+    successes = circuit.total_successes + fast_successes + extra.successes
+    failures = circuit.total_failures + extra.failures
     outcomes = successes + failures
     open_until = None
     if circuit.state is OPEN and circuit.open_deadline is not None:
@@ -192,14 +226,15 @@ def to_status(cell: Cell, circuit: Circuit, options: Options, *, fresh: bool = F
         success_threshold=options.success_threshold,
         opened_at=circuit.opened_at,
         last_failure_time=circuit.last_failure_time,
-        last_success_time=_latest(circuit.last_success_time, cell.last_fast_success),
+        last_success_time=_latest(_latest(circuit.last_success_time, cell.last_fast_success),
+                                  extra.last_success),
         last_state_change=circuit.last_state_change,
         registered_at=circuit.registered_at,
         expiry_disabled=circuit.expiry_disabled,
         metadata=cell.metadata,
         total_successes=successes,
         total_failures=failures,
-        rejected_calls=circuit.rejected_calls + fast_rejections,
+        rejected_calls=circuit.rejected_calls + fast_rejections + extra.rejections,
         success_rate=successes / outcomes if outcomes else None,
         last_failure_reason=circuit.last_failure_reason,
         half_open_permits_in_use=len(circuit.permits),

@@ -34,7 +34,8 @@ class CellMethods:
     _runtime: Runtime
     _interest: Interest
     _clock: Clock
-    _wall: Callable[[], float]
+    _wall: Callable[[], float]  # the state machine's clocks (with a backend, the fleet's)
+    _mono: Callable[[], float]
 
     def _options_for(self, state: Circuit) -> Options:
         raise NotImplementedError
@@ -79,7 +80,7 @@ class CellMethods:
                 if policy.warm and (policy.slow_after is None or duration is None
                                     or duration < policy.slow_after) and (
                         not policy.time_window
-                        or int(self._clock.monotonic() // 1) == cell.window_second):
+                        or int(self._mono() // 1) == cell.window_second):
                     cell.fast_seen = next(cell.fast_successes)
                     cell.last_fast_success = self._wall()
                     return

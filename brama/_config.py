@@ -40,8 +40,9 @@ __all__ = [
 ]
 
 ENV_PREFIX = "BRAMA_"
-ENV_SETTINGS: frozenset[str] = frozenset({"BACKEND", "NAMESPACE"})
-"""`BRAMA_*` variables that are settings of a system rather than connection options."""
+ENV_SETTINGS: frozenset[str] = frozenset()
+"""`BRAMA_*` variables that are read elsewhere than as options (none: `BRAMA_BACKEND` and
+`BRAMA_NAMESPACE` are the system options `backend` and `namespace`)."""
 EXPIRY_MULTIPLIER_FOR_MAX = 10.0
 """`max_expiry` defaults to this many times the effective `expiry`."""
 _CACHE_LIMIT = 4096
@@ -77,6 +78,8 @@ def _parse_env(name: str, raw: str) -> Any:
             return int(text)
         case "seconds" | "factor" | "rate" | "size":
             return float(text)
+        case "url" | "namespace":
+            return text  # case matters (a password, a namespace)
         case _:
             return text.lower()
 

@@ -6,6 +6,11 @@ cell (the snapshot every reader uses), hand the events to the bus, ask its super
 or cancel timers, log state changes. It owns nothing the cell does not hold, so a restarted or
 woken actor resumes exactly where the last one stopped, and it knows nothing of `Brama`: what
 it needs comes through a narrow `ConnectionContext`.
+
+With a fleet backend the context has a link (`brama._fleet.link.FleetLink`): each circuit
+message is stepped through it (the same `_circuit.step`, on the fleet's state, written by
+compare-and-set) and the actor carries out its `Outcome` the same way; `FleetChanged`,
+`FleetResync` and `FleetFold` come from the bridge, the backend's return and the flusher.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ __all__ = [
     "ConnectionContext",
     "ConnectionCrashedError",
     "Crash",
+    "FleetChanged",
+    "FleetFold",
+    "FleetResync",
     "HibernateCheck",
     "RearmHibernation",
 ]
@@ -87,6 +95,14 @@ class ConnectionContext(Protocol):
         """Record the running actor of `cell` in the registry (best effort)."""
         ...
 
+    def fleet(self) -> Any:
+        """The system's fleet link (`brama._fleet.link.FleetLink`), None without a backend."""
+        ...
+
+    def rearm(self, cell: Cell, state: Circuit, now: Now) -> None:
+        """Cancel the connection's timers and arm those `state` needs (an adopted state)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class HibernateCheck:
@@ -101,6 +117,23 @@ class RearmHibernation:
 @dataclass(frozen=True, slots=True)
 class Crash:
     """Makes the actor die of an unhandled exception (for `brama.testing.crash_connection`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetChanged:
+    """Another process changed the connection's fleet state (`notice`: a `ChangeNotice`)."""
+
+    notice: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FleetResync:
+    """Join the fleet state again: the backend or the bridge's subscription came back."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetFold:
+    """The flusher's turn: fold fast successes into the shared window, release held events."""
 
 
 class ConnectionCrashedError(RuntimeError):
@@ -132,6 +165,7 @@ class ConnectionActor(Actor):
         self.last_seen = 0.0
         self.woken_at: float | None = time.monotonic()  # None once it handled a message
         self.cached: tuple[int, Mapping[str, Any], Options] | None = None
+        self.fleet = context.fleet()
 
     def on_start(self) -> None:
         self.context.registered(self.cell, self)
@@ -154,6 +188,15 @@ class ConnectionActor(Actor):
                 self._rearm_hibernation()
             case Crash():
                 raise ConnectionCrashedError(f"connection {self.cell.key!r} crashed on request")
+            case FleetChanged(notice=notice) if self.fleet is not None:
+                self._fleet_apply(self.fleet.changed(self.cell, notice))
+                if self.fleet.needs_resync(self.cell):  # it stepped alone: reconcile now
+                    self._fleet_apply(self.fleet.resync(self.cell,
+                                                        self._options(self.cell.circuit)))
+            case FleetResync() if self.fleet is not None:
+                self._fleet_apply(self.fleet.resync(self.cell, self._options(self.cell.circuit)))
+            case FleetFold() if self.fleet is not None:
+                self._fleet_apply(self.fleet.fold(self.cell, self._options(self.cell.circuit)))
             case _:
                 return super().on_receive(message)
         return None
@@ -172,13 +215,38 @@ class ConnectionActor(Actor):
         return options
 
     def _step(self, message: circuit.Message) -> Any:
-        cell, context = self.cell, self.context
+        cell, context, fleet = self.cell, self.context, self.fleet
         self.woken_at = None
+        if fleet is not None:
+            if fleet.needs_resync(cell):
+                self._fleet_apply(fleet.resync(cell, self._options(cell.circuit)))
+            before = cell.circuit
+            options = self._options(before)
+            outcome = fleet.step(cell, options, message, context.wants())
+            self._carry_out(before, outcome.circuit, options, outcome.now, outcome.timers,
+                            outcome.batches, message)
+            return outcome.reply
         before = cell.circuit
         options = self._options(before)
         now = context.now()
         result = circuit.step(before, options, message, now, context.wants(), cell.fast_seen + 1)
-        after = result.circuit
+        self._carry_out(before, result.circuit, options, now, result.timers,
+                        ((now.wall, result.events),) if result.events else (), message)
+        return result.reply
+
+    def _fleet_apply(self, outcome: Any) -> None:
+        """Carry out what the fleet link decided on a notice, a resync or a fold."""
+        if outcome is not None:
+            before = self.cell.circuit
+            self._carry_out(before, outcome.circuit, self._options(outcome.circuit),
+                            outcome.now, outcome.timers, outcome.batches, None)
+
+    def _carry_out(self, before: Circuit, after: Circuit, options: Options, now: Now,
+                   timers: tuple[circuit.TimerRequest, ...] | None,
+                   batches: tuple[tuple[float, tuple[Emit, ...]], ...], message: Any) -> None:
+        """Publish `after` as the cell's snapshot, arm `timers` (None: every timer `after`
+        needs), publish the events, log a state change, look after hibernation."""
+        cell, context = self.cell, self.context
         if options.windowed or cell.policy is not None:  # what the hot path must check now
             window = after.window
             # the one second in which the hot path may count successes: the time window's own
@@ -186,21 +254,28 @@ class ConnectionActor(Actor):
                                   else int(now.mono // 1))
             cell.policy = fast_policy(options, after, now.mono, cell.fast_seen + 1)
         cell.circuit = after
-        for key, delay, timer_message in result.timers:
-            if timer_message is None:
-                context.cancel(cell, key)
-            else:
-                context.arm(cell, key, delay, timer_message)
-        if result.events:
-            context.publish(cell, now.wall, result.events)
+        if timers is None:
+            context.rearm(cell, after, now)
+        else:
+            for key, delay, timer_message in timers:
+                if timer_message is None:
+                    context.cancel(cell, key)
+                else:
+                    context.arm(cell, key, delay, timer_message)
+        for wall, events in batches:
+            if events:
+                context.publish(cell, wall, events)
         if after.state is not before.state:
             self._log_transition(before, after, message)
+        if message is None:  # a fleet change: not this process's activity
+            if self.hibernate_timer is None:
+                self._arm_hibernation(options.hibernate_after)
+            return
         self.last_seen = now.mono
         if isinstance(message, _OPTION_CHANGES):  # hibernate_after may have changed
             self._rearm_hibernation()
         elif self.hibernate_timer is None:
             self._arm_hibernation(options.hibernate_after)
-        return result.reply
 
     def _log_transition(self, before: Circuit, after: Circuit, message: Any) -> None:
         reason = getattr(message, "reason", None)

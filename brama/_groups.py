@@ -1,6 +1,7 @@
 """Groups: named sets of connections of one scope, checked and reported to as one.
 
-`Groups` holds the groups of one `brama.Brama`, which delegates to it. A group stores the
+`Groups` holds the groups of one `brama.Brama`, which delegates to it (the public methods
+come from `GroupMethods`, a mixin of `Brama`). A group stores the
 keys of its members, not their cells, so a member that is unregistered and registered again is
 the new connection. Decisions where the contract leaves room:
 
@@ -98,6 +99,7 @@ class Groups:
 
     def all(self) -> dict[str, tuple[str, ...]]:
         """Every group: name -> the identifiers of its members, in order."""
+        self._check_running()
         return {name: tuple(i for _, i in members) for name, members in self._groups.items()}
 
     def _members(self, name: str) -> tuple[Member, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any, Final
@@ -25,11 +25,14 @@ __all__ = [
     "EXPIRY_STRATEGIES",
     "GLOBAL_OPTIONS",
     "SPECS",
+    "START_ONLY_OPTIONS",
+    "SYSTEM_OPTIONS",
     "WINDOW_TYPES",
     "Options",
     "Spec",
     "check_option",
     "duration",
+    "mask_url",
     "shown",
     "unknown_option",
 ]
@@ -55,9 +58,14 @@ CONNECTION_OPTIONS: frozenset[str] = frozenset(
 )
 """Options that can be set per connection (and globally)."""
 
-GLOBAL_OPTIONS: frozenset[str] = CONNECTION_OPTIONS | frozenset(
-    {"cleanup_interval", "inactive_threshold", "max_restarts", "max_seconds", "clock"}
+SYSTEM_OPTIONS: frozenset[str] = frozenset(
+    {"cleanup_interval", "inactive_threshold", "max_restarts", "max_seconds", "clock",
+     "backend", "namespace", "backend_timeout"}
 )
+"""Options of a whole system (never per connection)."""
+START_ONLY_OPTIONS: frozenset[str] = frozenset({"clock", "backend", "namespace", "backend_timeout"})
+"""System options fixed when the system starts (a runtime `configure` refuses them)."""
+GLOBAL_OPTIONS: frozenset[str] = CONNECTION_OPTIONS | SYSTEM_OPTIONS
 """Every option a system accepts at start and in a global `configure`."""
 
 EXPIRY_STRATEGIES: frozenset[str] = frozenset({"fixed", "progressive"})
@@ -85,6 +93,9 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "max_restarts": 3,
         "max_seconds": 5.0,
         "clock": None,
+        "backend": None,
+        "namespace": "brama",
+        "backend_timeout": 0.1,
     }
 )
 """Built-in defaults; `initial_expiry` and `max_expiry` are derived from `expiry` instead."""
@@ -94,9 +105,10 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
 class Spec:
     """How one option is checked: its kind, its lower bound, and whether None is allowed."""
 
-    kind: str  # "int", "seconds", "factor", "rate", "size", "choice" or "clock"
+    kind: str  # "int", "seconds", "factor", "rate", "size", "choice", "clock", "url", "namespace"
     minimum: float = 0.0
     inclusive: bool = True
+    maximum: float = math.inf
     nullable: bool = False
     meaning_of_none: str = ""
     choices: frozenset[str] = frozenset()
@@ -110,6 +122,8 @@ class Spec:
             case "seconds":
                 op = ">=" if self.inclusive else ">"
                 text = f"a finite number of seconds {op} {self.minimum:g}"
+                if self.maximum != math.inf:
+                    text = f"a number of seconds {op} {self.minimum:g} and <= {self.maximum:g}"
                 if not from_env:
                     text += ", or a timedelta"
             case "factor":
@@ -120,6 +134,12 @@ class Spec:
                 text = "a whole number of calls >= 1 (count window) or of seconds (time window)"
             case "choice":
                 text = "one of " + ", ".join(repr(s) for s in sorted(self.choices))
+            case "url":
+                text = ("a redis://, rediss:// or unix:// URL "
+                        "(redis://[[user]:password@]host[:port][/db])")
+            case "namespace":
+                text = ("1 to 64 characters of letters, digits and '_.:-', starting with a "
+                        "letter, a digit or '_'")
             case _:
                 text = "an object with callable time() and monotonic()"
         if self.nullable:
@@ -152,6 +172,9 @@ SPECS: Mapping[str, Spec] = MappingProxyType(
         "max_restarts": Spec("int", 0),
         "max_seconds": Spec("seconds", 0, inclusive=False),
         "clock": Spec("clock", nullable=True, meaning_of_none="the system clock"),
+        "backend": Spec("url", nullable=True, meaning_of_none="local circuits, no fleet"),
+        "namespace": Spec("namespace"),
+        "backend_timeout": Spec("seconds", 0, inclusive=False, maximum=60.0),
     }
 )
 
@@ -222,6 +245,33 @@ def shown(value: Any) -> str:
     return safe_repr(value)
 
 
+def mask_url(url: str) -> str:
+    """`url` with its password replaced by `***` (for every message and repr)."""
+    from brama._fleet.config import mask_url as mask
+
+    return mask(url)
+
+
+def _check_backend_text(kind: str, value: Any, bad: Callable[[str], ConfigError]) -> str:
+    """A backend URL or a namespace, checked by the fleet's own rules (imported only when a
+    backend option is given: a system without one never loads the fleet modules)."""
+    if not isinstance(value, str) or not value.strip():
+        raise bad("")
+    from brama._fleet.config import check_url
+    from brama._fleet.keys import check_namespace
+
+    try:
+        return check_url(value, "backend") if kind == "url" else check_namespace(value)
+    except ConfigError as exc:
+        if kind != "url":
+            raise bad("") from None
+        text = str(exc)
+        prefix = f"backend={mask_url(value.strip())!r}"
+        if text.startswith(prefix):
+            text = text[len(prefix):].lstrip(": ")
+        raise bad(f"; this one {text}" if text.startswith("must") else f"; {text}") from None
+
+
 def check_option(name: str, value: Any, source: str, *, from_env: bool = False) -> Any:
     """Validate one known option and return it normalised (durations as float seconds).
 
@@ -230,10 +280,11 @@ def check_option(name: str, value: Any, source: str, *, from_env: bool = False) 
     """
     spec = SPECS[name]
 
-    def bad() -> ConfigError:
+    def bad(detail: str = "") -> ConfigError:
+        display = mask_url(value) if spec.kind == "url" and isinstance(value, str) else value
         return ConfigError(
-            f"option {name}={shown(value)} (from {source}) must be "
-            f"{spec.describe(from_env=from_env)}"
+            f"option {name}={shown(display)} (from {source}) must be "
+            f"{spec.describe(from_env=from_env)}{detail}"
         )
 
     if value is None:
@@ -250,7 +301,7 @@ def check_option(name: str, value: Any, source: str, *, from_env: bool = False) 
             if number is None or (spec.kind == "factor" and isinstance(value, datetime.timedelta)):
                 raise bad()
             in_range = number >= spec.minimum if spec.inclusive else number > spec.minimum
-            if not math.isfinite(number) or not in_range:
+            if not math.isfinite(number) or not in_range or number > spec.maximum:
                 raise bad()
             return number
         case "rate":
@@ -273,6 +324,8 @@ def check_option(name: str, value: Any, source: str, *, from_env: bool = False) 
             if plain is None or plain not in spec.choices:
                 raise bad()
             return plain
+        case "url" | "namespace":
+            return _check_backend_text(spec.kind, value, bad)
         case _:
             if not (
                 callable(getattr(value, "time", None))

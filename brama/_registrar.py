@@ -19,7 +19,7 @@ from brama._circuit import EMPTY, Now, new_circuit
 from brama._circuit_state import PERMIT_RANGE
 from brama._config import Settings, validate_options
 from brama._expiry import expiry_overrides
-from brama._options import CONNECTION_OPTIONS, GLOBAL_OPTIONS
+from brama._options import CONNECTION_OPTIONS, GLOBAL_OPTIONS, START_ONLY_OPTIONS
 from brama._runtime import Runtime
 from brama._validation import check_identifier, check_scope, in_scope
 from brama.errors import AlreadyRegisteredError, ConfigError
@@ -63,14 +63,21 @@ class Registrar:
             raise TypeError(f"metadata must be a mapping or None, got {safe_repr(metadata)}")
         overrides = validate_options(options, allowed=CONNECTION_OPTIONS, source="register()")
         frozen = MappingProxyType(dict(metadata)) if metadata else EMPTY
+        now = self.now()
+        fresh = new_circuit(now, overrides, next(self.permit_ranges))
+        if runtime.fleet is not None:  # the fleet's state (never reset by a newcomer)
+            self.settings.resolve(overrides, source="register()")  # refused before joining
+        state, slot = runtime.join(identifier, scope, fresh)
         with self.settings.lock:  # checked against, and stored under, one view of the globals
             resolved = self.settings.resolve(overrides, source="register()")
-            circuit = new_circuit(self.now(), overrides, next(self.permit_ranges))
-            cell = Cell(identifier, scope, type_, frozen, circuit)
-            cell.policy = fast_policy(resolved)
+            cell = Cell(identifier, scope, type_, frozen, state)
+            cell.fleet = slot
+            cell.policy = fast_policy(resolved, state, now.mono)
             if self.table.setdefault(cell.key, cell) is not cell:
                 raise AlreadyRegisteredError(
                     f"connection {identifier!r}{in_scope(scope)} is already registered")
+        if slot is not None:
+            runtime.resume(cell)
         data = {"type": type_, "metadata": frozen}
         runtime.emit(EventType.CONNECTION_REGISTERED, identifier, scope, data)
         runtime.emit(EventType.REGISTRATION, identifier, scope, data)
@@ -88,8 +95,9 @@ class Registrar:
 
     def configure_all(self, options: Mapping[str, Any]) -> None:
         """A global change, checked against every connection's own options first."""
-        if "clock" in options:
-            raise ConfigError("clock cannot be changed at runtime; pass it when starting")
+        fixed = sorted(START_ONLY_OPTIONS.intersection(options))
+        if fixed:
+            raise ConfigError(f"{fixed[0]} cannot be changed at runtime; pass it when starting")
         checked = validate_options(options, allowed=GLOBAL_OPTIONS, source="configure()")
         with self.settings.lock:
             preview = self.settings.preview(**checked)

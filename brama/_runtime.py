@@ -3,9 +3,15 @@
     root Supervisor "brama" (rest_for_one, max_restarts / max_seconds from the options)
     ├── registry     Registry actor: cell -> running ConnectionActor (lookups read its table)
     ├── events       EventBus actor (its subscriptions live in the facade and survive it)
+    ├── bridge       (with a backend) the fleet's transitions, told to the connections
     ├── connections  Supervisor (simple_one_for_one): a ConnectionActor per awake connection,
     │                and every connection's timers (expiry ticks, permit timeouts)
-    └── janitor      the inactivity sweep every cleanup_interval
+    ├── janitor      the inactivity sweep every cleanup_interval
+    └── flusher      (with a backend) fast counters added to the fleet's every second
+
+With a `backend` the runtime holds a `FleetLink` (brama._fleet.link): registrations join the
+fleet state, connection actors step through it, and the state machine runs on the fleet's
+clock (`state_clock`: the Redis server's time, or the clock the system was given).
 
 rest_for_one keeps dependants consistent: a registry that restarts empty restarts the
 connection actors registered in it, which register again; state lives in the cells and the
@@ -18,14 +24,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import pykka
 from pykka import ActorDeadError, ActorRef
 
-from brama._cell import Cell, Key
-from brama._circuit import ALL_EVENTS, Emit, Now, resume_timers
+from brama._cell import Cell, Key, key_of
+from brama._circuit import ALL_EVENTS, Circuit, Emit, Now, resume_timers
 from brama._config import Settings
 from brama._connection import ConnectionActor, Crash, RearmHibernation
 from brama._options import Options
@@ -102,8 +108,21 @@ class _Context:
         self._wants: frozenset[EventType] = frozenset()
 
     def now(self) -> Now:
+        fleet = self.runtime.fleet
+        if fleet is not None:
+            return fleet.clock.now()  # type: ignore[no-any-return]
         clock = self.runtime.clock
         return _now(clock.time(), clock.monotonic())
+
+    def fleet(self) -> Any:
+        return self.runtime.fleet
+
+    def rearm(self, cell: Cell, state: Circuit, now: Now) -> None:
+        supervisor = self.runtime.connections
+        with contextlib.suppress(ActorDeadError):
+            supervisor.cancel_timers(cell)
+            for key, delay, message in resume_timers(state, now):
+                supervisor.send_after(cell, key, delay, message)
 
     def options(self, overrides: Any) -> tuple[int, Options]:
         settings = self.runtime.settings
@@ -165,14 +184,22 @@ class Runtime:
         self.context = _Context(self)
         self.connections: Supervisor = None  # type: ignore[assignment]  # set by the root
         self._changed = threading.Condition()
-        self.sweeper = Sweeper(table, settings, self.context.now, self.terminate, self.emit)
+        self.fleet: Any = None
+        self.state_clock: Clock = clock
+        """The clock the state machine runs on: the fleet's with a backend."""
+        self.stamp: Callable[[], float] = clock.time
+        """A cheap reading of `state_clock`'s time, for the hot path's timestamps."""
         try:
+            fleet_children = self._start_fleet(settings, table)
+            self.sweeper = Sweeper(table, settings, self.context.now, self.terminate, self.emit)
             self.root = Supervisor(
                 [
                     self.registry.child_spec("registry"),
                     self.bus.child_spec("events"),
+                    *fleet_children[:1],
                     ChildSpec("connections", self._start_connections, shutdown=60.0),
                     ChildSpec("janitor", self._start_janitor),
+                    *fleet_children[1:],
                 ],
                 strategy="rest_for_one",
                 max_restarts=settings.get("max_restarts"),
@@ -181,10 +208,48 @@ class Runtime:
                 name="brama",
             )
         except BaseException:
-            self._stop_parts([self.bus.stop, self.registry.stop, self.timers.stop])
+            self._stop_parts([self.bus.stop, self.registry.stop, self.timers.stop,
+                              self._close_fleet])
             raise
 
     # -- the tree --
+
+    def _start_fleet(self, settings: Settings, table: dict[Key, Cell]) -> list[ChildSpec]:
+        """With a backend: the fleet link, and the bridge and flusher specs."""
+        if settings.get("backend") is None:
+            return []
+        from brama._fleet.link import FleetLink  # only systems with a backend load the fleet
+
+        given = settings.get("clock")
+        self.fleet = FleetLink(settings, given, self.emit, self.wake,
+                               lambda: list(table.values()),
+                               lambda scope, identifier: table.get(key_of(scope, identifier)))
+        self.state_clock = self.fleet.clock
+        self.stamp = self.fleet.clock.stamp
+        return [self.fleet.bridge_spec(), self.fleet.flusher_spec(self.timers)]
+
+    def _close_fleet(self, cells: Iterable[Cell] = ()) -> None:
+        if self.fleet is not None:
+            self.fleet.close(cells)
+
+    def join(self, identifier: str, scope: str | None, fresh: Circuit) -> tuple[Circuit, Any]:
+        """The circuit a registration starts from, and its fleet slot (None without a
+        backend): the fleet's state, created from `fresh` only if the fleet has none."""
+        if self.fleet is None:
+            return fresh, None
+        return self.fleet.join(identifier, scope, fresh)  # type: ignore[no-any-return]
+
+    def resume(self, cell: Cell) -> None:
+        """Arm the timers a joined state needs (an opening or permits of the fleet)."""
+        if cell.circuit.permits or cell.circuit.open_deadline is not None:
+            self.context.rearm(cell, cell.circuit, self.context.now())
+
+    def wake(self, cell: Cell, message: Any) -> None:
+        """Tell the connection's actor `message`, waking it; dropped if it is gone."""
+        # unregistered or stopping meanwhile: nothing to tell
+        with contextlib.suppress(ChildNotFoundError, ActorDeadError, NotHandledError,
+                                 BramaError):
+            ConnectionAddress(self, cell).tell(message)
 
     def _start_connections(self, _ctx: StartContext) -> ActorRef[Any]:
         supervisor = Supervisor(
@@ -303,12 +368,16 @@ class Runtime:
         """Publish a system event (registration, sweep) if some subscription wants it."""
         if self.bus.wanted(event_type):
             self.bus.publish(event_type,
-                             Event(event_type, self.clock.time(), identifier, scope, data))
+                             Event(event_type, self.state_clock.time(), identifier, scope, data))
 
     def terminate(self, cells: Iterable[Cell]) -> None:
-        """Stop the actors of unregistered cells and cancel their timers, in one round trip."""
+        """Stop the actors of unregistered cells and cancel their timers, in one round trip;
+        with a backend, flush their counts and release the permits they hold."""
+        cells = list(cells)
         with contextlib.suppress(ActorDeadError):
-            self.connections.terminate_children(list(cells))
+            self.connections.terminate_children(cells)
+        if self.fleet is not None:
+            self.fleet.forget(cells)
 
     def subscribe(self, target: Any, **how: Any) -> Any:
         """`EventBus.subscribe`, waiting out a restart of the bus actor."""
@@ -352,10 +421,14 @@ class Runtime:
         "janitor" (None while it is being restarted)."""
         return self.root.whereis_child(name)
 
-    def stop(self) -> None:
-        """Stop every actor and thread of the runtime, each part even if another fails."""
+    def stop(self, cells: Iterable[Cell] = ()) -> None:
+        """Stop every actor and thread of the runtime, each part even if another fails; with a
+        backend, `cells` (the registrations of the stopping system) flush their counts and
+        release their permits first."""
         self.stopped = True
-        self._stop_parts([self.root.stop, self.bus.stop, self.registry.stop, self.timers.stop])
+        cells = list(cells)
+        self._stop_parts([self.root.stop, lambda: self._close_fleet(cells), self.bus.stop,
+                          self.registry.stop, self.timers.stop])
 
     @staticmethod
     def _stop_parts(parts: list[Any]) -> None:

@@ -14,7 +14,7 @@ from brama import _fork
 from brama import _messages as m
 from brama._cell import Cell, Key
 from brama._cellapi import CellMethods
-from brama._circuit import CLOSED, OPEN, Circuit, Now
+from brama._circuit import CLOSED, OPEN, Circuit
 from brama._config import Settings
 from brama._groups import GroupMethods, Groups
 from brama._options import Options
@@ -42,17 +42,23 @@ class Brama(CellMethods, EventMethods, GroupMethods):
         self._settings = Settings(options)
         clock = self._settings.get("clock")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        self._wall = self._clock.time
         self._table: dict[Key, Cell] = {}
         self._stopped = False
         self._lock = threading.Lock()
-        self._runtime = Runtime(self._settings, self._clock, self._table)
-        self._interest = self._runtime.bus.interest
+        self._use(Runtime(self._settings, self._clock, self._table))
         self._groups = Groups(self._table, self._check_running, self._status_of,
                               self.success, self.failure)
         self._registrar = Registrar(self._table, self._settings, lambda: self._runtime,
-                                    self._now)
+                                    lambda: self._runtime.context.now())
         _fork.track(self)
+
+    def _use(self, runtime: Runtime) -> None:
+        """Run on `runtime`; the state machine's time is its `state_clock` (with a backend,
+        the fleet's clock), which the hot paths read too."""
+        self._runtime = runtime
+        self._interest = runtime.bus.interest
+        self._wall = runtime.stamp
+        self._mono = runtime.state_clock.monotonic
 
     def resume_after_fork(self) -> None:
         """In a forked child: new threads and actors over the same state (see `_fork`)."""
@@ -65,8 +71,7 @@ class Brama(CellMethods, EventMethods, GroupMethods):
         if not self._stopped:
             for key, cell in list(self._table.items()):
                 self._table[key] = cell.successor()
-            self._runtime = Runtime(self._settings, self._clock, self._table)
-            self._interest = self._runtime.bus.interest
+            self._use(Runtime(self._settings, self._clock, self._table))
 
     # -- lookups and checks --
 
@@ -89,10 +94,7 @@ class Brama(CellMethods, EventMethods, GroupMethods):
         return self._settings.resolve(state.overrides)
 
     def _status_of(self, cell: Cell) -> ConnectionStatus:
-        return cell.status(self._settings.resolve(cell.circuit.overrides), self._clock.monotonic())
-
-    def _now(self) -> Now:
-        return Now(self._clock.time(), self._clock.monotonic())
+        return cell.status(self._settings.resolve(cell.circuit.overrides), self._mono())
 
     # -- lifecycle --
 
@@ -102,8 +104,9 @@ class Brama(CellMethods, EventMethods, GroupMethods):
             if self._stopped:
                 return
             self._stopped = True
+            cells = list(self._table.values())
             self._table.clear()
-        self._runtime.stop()
+        self._runtime.stop(cells)
 
     @property
     def running(self) -> bool:

@@ -57,6 +57,8 @@ class EventType(str, Enum):
     CONNECTION_REMOVED = "connection_removed"
     FAILURE_RATE_EXCEEDED = "failure_rate_exceeded"
     SLOW_CALL_RATE_EXCEEDED = "slow_call_rate_exceeded"
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+    BACKEND_RESTORED = "backend_restored"
 
     def __str__(self) -> str:
         return self.value

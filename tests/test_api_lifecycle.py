@@ -231,3 +231,31 @@ def test_start_after_lazy_default_is_an_error(default_system):
     with pytest.raises(BramaError):
         brama.start()
     assert brama.default() is system
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_resumes_the_system_with_its_own_threads() -> None:
+    """gunicorn --preload: the system is made before the fork; the child keeps its
+    registrations and state and gets working actors (the OTP layer's fork handlers must run
+    before the system's: brama._fork imports brama.otp first, whatever the import order)."""
+    import os
+
+    with brama.Brama() as system:
+        system.register("db", max_attempts=2)
+        system.failure("db")
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                system.failure("db")
+                answer = system.status("db").state.value
+            except BaseException as exc:
+                answer = repr(exc)
+            os.write(write, answer.encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            answer = pipe.read()
+        os.waitpid(pid, 0)
+        assert answer == "open"
+        assert system.status("db").failure_count == 1  # the parent is unchanged

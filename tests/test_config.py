@@ -72,6 +72,9 @@ def test_option_sets() -> None:
             "max_restarts",
             "max_seconds",
             "clock",
+            "backend",
+            "namespace",
+            "backend_timeout",
         }
         == GLOBAL_OPTIONS
     )
@@ -94,6 +97,9 @@ def test_defaults() -> None:
         "max_seconds": 5.0,
         "hibernate_after": 5.0,
         "clock": None,
+        "backend": None,
+        "namespace": "brama",
+        "backend_timeout": 0.1,
         "failure_rate_threshold": None,
         "slow_call_duration": None,
         "slow_call_rate_threshold": None,
@@ -248,7 +254,7 @@ def test_env_parsing() -> None:
         "BRAMA_BACKOFF_FACTOR": "3",
         "BRAMA_INACTIVE_THRESHOLD": "None",
         "BRAMA_MAX_RESTARTS": "0",
-        "BRAMA_BACKEND": "not an option: a setting of the system",
+        "BRAMA_BACKEND": " redis://Cache:6379/1 ",
         "OTHER": "1",
     }
     found = options_from_env(env)
@@ -259,6 +265,7 @@ def test_env_parsing() -> None:
         "backoff_factor": 3.0,
         "inactive_threshold": None,
         "max_restarts": 0,
+        "backend": "redis://Cache:6379/1",  # a URL keeps its case (a password would)
     }
     assert found["expiry"][1] == "environment variable BRAMA_EXPIRY"
 
@@ -294,6 +301,9 @@ def test_env_every_global_option_but_clock_is_read() -> None:
         "BRAMA_WINDOW_TYPE": "time",
         "BRAMA_WINDOW_SIZE": "30",
         "BRAMA_MINIMUM_CALLS": "2",
+        "BRAMA_BACKEND": "redis://localhost:6379/0",
+        "BRAMA_NAMESPACE": "shop",
+        "BRAMA_BACKEND_TIMEOUT": "0.25",
     }
     assert set(values_from_env(env)) == GLOBAL_OPTIONS - {"clock"}
 
@@ -483,3 +493,55 @@ def test_durations_accept_timedelta() -> None:
     assert options == {"expiry": 90.0, "hibernate_after": 0.0}
     with pytest.raises(ConfigError, match="backoff_factor"):
         check({"backoff_factor": datetime.timedelta(seconds=2)})
+
+
+# --- the fleet backend's system options ----------------------------------------------------
+
+
+def test_backend_options_are_validated_and_the_password_never_shown() -> None:
+    url = "rediss://app:s3cret@cache.internal:6380/2"
+    assert check({"backend": url, "namespace": "shop", "backend_timeout": 0.25}) == {
+        "backend": url, "namespace": "shop", "backend_timeout": 0.25}
+    assert check({"backend_timeout": datetime.timedelta(milliseconds=50)}) == {
+        "backend_timeout": 0.05}
+    assert check({"backend": None}) == {"backend": None}  # local circuits
+    for bad in ("http://app:s3cret@cache:6379", "redis://app:s3cret@cache:99999/0",
+                "redis://app:s3cret@cache/db", "redis://app:s3cret@h/0?socket_timeout=9"):
+        with pytest.raises(ConfigError) as info:
+            check({"backend": bad})
+        message = str(info.value)
+        assert "s3cret" not in message and "***" in message, message
+        assert message.startswith("option backend=") and "(from argument)" in message
+        assert "redis://, rediss:// or unix:// URL" in message  # what is accepted
+    with pytest.raises(ConfigError, match=r"option backend=3 \(from argument\)"):
+        check({"backend": 3})
+    for bad_namespace in ("", "a b", "{shop}", "x" * 65, 7):
+        with pytest.raises(ConfigError, match=r"option namespace=.*1 to 64 characters"):
+            check({"namespace": bad_namespace})
+    for bad_timeout in (0, -1, 61, math.inf, "0.1", True):
+        with pytest.raises(ConfigError, match=r"option backend_timeout=.*<= 60"):
+            check({"backend_timeout": bad_timeout})
+
+
+def test_backend_options_from_the_environment_name_the_variable_not_the_password() -> None:
+    found = options_from_env({"BRAMA_BACKEND": "redis://:Pa55@cache:6379/0",
+                              "BRAMA_NAMESPACE": "Shop-EU", "BRAMA_BACKEND_TIMEOUT": "0.5"})
+    assert {n: v for n, (v, _) in found.items()} == {
+        "backend": "redis://:Pa55@cache:6379/0", "namespace": "Shop-EU",
+        "backend_timeout": 0.5}
+    with pytest.raises(ConfigError) as info:
+        options_from_env({"BRAMA_BACKEND": "cache:Pa55@6379"})
+    assert "environment variable BRAMA_BACKEND" in str(info.value)
+    assert "Pa55" not in str(info.value)
+    with pytest.raises(ConfigError, match="BRAMA_NAMESPACE"):
+        options_from_env({"BRAMA_NAMESPACE": "no spaces"})
+
+
+def test_backend_options_are_start_only() -> None:
+    import brama
+
+    with brama.Brama() as system:
+        for name, value in (("backend", "redis://localhost:6379/0"), ("namespace", "x"),
+                            ("backend_timeout", 1.0), ("clock", None)):
+            with pytest.raises(ConfigError, match=f"{name} cannot be changed at runtime"):
+                system.configure(**{name: value})

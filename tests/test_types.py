@@ -111,6 +111,9 @@ def test_event_type_values() -> None:
         # the rate policies
         "FAILURE_RATE_EXCEEDED": "failure_rate_exceeded",
         "SLOW_CALL_RATE_EXCEEDED": "slow_call_rate_exceeded",
+        # the fleet backend
+        "BACKEND_UNAVAILABLE": "backend_unavailable",
+        "BACKEND_RESTORED": "backend_restored",
     }
     assert {m.name: m.value for m in EventType} == expected
     assert EventType.SUCCESS == "success"  # type: ignore[comparison-overlap]

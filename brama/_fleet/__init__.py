@@ -1,4 +1,4 @@
-"""Fleet-wide circuits on Redis: the backend half, as standalone components.
+"""Fleet-wide circuits on Redis: the backend's components, and the link that wires them in.
 
 Every process with the same backend URL and namespace shares each connection's circuit; a
 healthy call stays local (no Redis on the call path), a transition is one compare-and-set
@@ -14,6 +14,9 @@ round trip, and every process hears every transition through one subscription.
 - `Availability` (`health`): fail fast while Redis is down, probe it in the background.
 - `FleetStore` (`store`): join, transition, apply, add_counters, counters, sync_clock.
 - `Bridge` (`bridge`): the supervised actor that turns published transitions into callbacks.
+- `FleetLink` (`link`, with `Slot` / `Outcome` in `slot` and the `Flusher` in `flusher`): a
+  `Brama` system's side, used by its runtime and connection actors (imported only by a
+  system that has a `backend`, so it is not re-exported here).
 
 docs/fleet.md explains the design and how the connection actor is meant to use it.
 """

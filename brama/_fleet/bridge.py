@@ -9,7 +9,8 @@ transitions are dropped first.
 Pub/sub is fire-and-forget: a message published while the bridge is disconnected is lost
 for good. So the bridge never tries to replay: whenever its subscription becomes live (the
 first time, and after every reconnection) it calls `on_reconnect()`, and the owner re-reads
-the fleet state of what it holds (`FleetStore.join`). Whatever was missed before that call
+the fleet state of what it holds (`FleetStore.join`); each lost subscription (or failed
+attempt) calls `on_disconnect(error)`. Whatever was missed before that call
 is covered by the re-read; whatever comes after it arrives on the channel.
 
 Redis going away is noticed at once when the socket closes, and within about
@@ -88,6 +89,7 @@ class Bridge(Actor):
         on_change: Callable[[ChangeNotice], None],
         *,
         on_reconnect: Callable[[], None] | None = None,
+        on_disconnect: Callable[[BaseException], None] | None = None,
         skip_own: bool = False,
         origin: str | None = None,
         make_client: Callable[[], Redis] | None = None,
@@ -101,6 +103,7 @@ class Bridge(Actor):
         self.config = config
         self.on_change = on_change
         self.on_reconnect = on_reconnect
+        self.on_disconnect = on_disconnect
         self.skip_own = skip_own
         self.origin = origin
         self.channel = changes_channel(config.namespace)
@@ -165,6 +168,7 @@ class Bridge(Actor):
             except faults as exc:
                 self._last_error = describe(exc)
                 get_logger(_log).debug("fleet_bridge_subscribe_failed", error=self._last_error)
+                self._callback("on_disconnect", self.on_disconnect, exc)
                 self._stopping.wait(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2.0, self.config.probe_max)
                 continue
@@ -180,6 +184,7 @@ class Bridge(Actor):
                 self._last_error = describe(exc)
                 get_logger(_log).warning("fleet_bridge_disconnected", channel=self.channel,
                                          error=self._last_error)
+                self._callback("on_disconnect", self.on_disconnect, exc)
             finally:
                 self._subscribed = False
                 self._close(pubsub)

@@ -23,11 +23,11 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from brama._circuit import Now
 
-__all__ = ["DRIFT", "ServerClock"]
+__all__ = ["DRIFT", "PinnedClock", "ServerClock"]
 
 DRIFT: Final = 1e-4
 """Assumed worst drift between the local monotonic clock and the server's clock (s/s)."""
@@ -113,7 +113,30 @@ class ServerClock:
     time = monotonic
     """The same estimate: on the fleet's clock, wall and monotonic times are one."""
 
+    def stamp(self) -> float:
+        """The estimate without the never-backwards guarantee (no lock; a fifth of the cost),
+        for timestamps on the hot path (the latest success), which nothing orders by."""
+        return self._monotonic() + self._offset
+
     def now(self) -> Now:
         """`Now(wall=t, mono=t)` for the state machine, t the estimated server time."""
         t = self.monotonic()
         return Now(t, t)
+
+
+class PinnedClock(ServerClock):
+    """The fleet's clock when a system was given a clock of its own (a `FakeClock` in tests):
+    that clock's readings, never moved by the server's `TIME`. Every system of a test fleet
+    sharing one `FakeClock` then steps on the same, deterministic time."""
+
+    __slots__ = ()
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock.monotonic, clock.time)
+
+    def __repr__(self) -> str:
+        return f"<PinnedClock offset={self.offset:.6f}>"
+
+    def observe(self, sent: float, received: float, server_time: float) -> bool:
+        """Server samples are ignored: the given clock decides."""
+        return False

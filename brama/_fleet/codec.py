@@ -7,8 +7,10 @@ half-open permit. It is written as one JSON object whose keys are the `Circuit` 
     {"format":1,"state":"open","failure_count":10,...,"permits":[[7,1733000030.5,"web1/42/9f0c1d2e"]]}
 
 - Local fields are NOT shared: `overrides` (per-connection options come from each process's
-  own code) and the rate policies' `window` / `folded` (each process judges its own recent
-  calls; the core is adding them). A decoder takes them from the caller's circuit (`local`).
+  own code) and `folded` (how many of this process's hot-path successes are already in the
+  window). A decoder takes them from the caller's circuit (`local`). The rate policies'
+  `window` IS shared: the fleet judges its rates over every process's calls (as
+  `{"kind":"count",...}` / `{"kind":"time",...}`, see `window_data`).
 - Times are whatever clock the fleet steps with: server time (see `ServerClock`), so
   deadlines written by one host mean the same on every other.
 - `last_failure_reason` and event data keep JSON scalars, lists and string-keyed mappings;
@@ -20,7 +22,8 @@ half-open permit. It is written as one JSON object whose keys are the `Circuit` 
   object the codec cannot rebuild is never turned into a string the state machine chokes on.
 
 A notice is what the transition script publishes:
-`{"v":version,"t":server_time,"k":[scope,identifier],"o":origin,"e":[[type,data],...],"s":{state}}`.
+`{"v":version,"t":server_time,"k":[scope,identifier],"o":origin,"e":[[type,data],...],"w":wall,
+"s":{state}}` (`w`, the decider's time of the step, is optional).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any, Final
 from brama._circuit import Circuit, Emit
 from brama._fleet.errors import FleetDataError
 from brama._fleet.keys import FleetKey, fleet_key
+from brama._window import CountWindow, TimeWindow, Window
 from brama.otp import safe_repr
 from brama.types import CircuitState, EventType
 
@@ -54,12 +58,13 @@ __all__ = [
     "notice_header",
     "own_marker",
     "state_from_data",
+    "window_data",
 ]
 
 FORMAT: Final = 1
 """Version of the state's JSON layout; a decoder refuses anything newer."""
 EMPTY: Final[Mapping[Any, Any]] = MappingProxyType({})
-LOCAL_FIELDS: Final = frozenset({"overrides", "window", "folded"})
+LOCAL_FIELDS: Final = frozenset({"overrides", "folded"})
 """Circuit fields that stay in their process and are never written to the fleet (names the
 core may not have yet are harmless here)."""
 _MAX_DEPTH = 8
@@ -123,6 +128,44 @@ def _any(name: str, value: Any) -> Any:
     return value
 
 
+_WINDOW_COUNTS: Final = ("size", "calls", "failed", "slow")
+_TIME_COUNTS: Final = ("second", "past_calls", "past_failed", "past_slow")
+
+
+def window_data(window: Window | None) -> dict[str, Any] | None:
+    """A rate window as JSON data (None stays None)."""
+    if window is None:
+        return None
+    data: dict[str, Any] = {name: getattr(window, name) for name in _WINDOW_COUNTS}
+    if isinstance(window, TimeWindow):
+        data.update({name: getattr(window, name) for name in _TIME_COUNTS})
+        data["past"] = [list(bucket) for bucket in window.past]
+        data["kind"] = "time"
+    else:
+        data["kind"] = "count"
+    return data
+
+
+def _window(name: str, value: Any) -> Window | None:
+    """The window of `value` (`window_data`'s shape), every count checked."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("kind") not in ("count", "time"):
+        raise FleetDataError(f"state field {name}={safe_repr(value)[:80]} is not a window")
+    counts = {field: _int(f"{name}.{field}", value.get(field, 0)) for field in _WINDOW_COUNTS}
+    if counts["size"] < 1 or min(counts.values()) < 0:
+        raise FleetDataError(f"state field {name}={safe_repr(value)[:80]} has a bad count")
+    if value["kind"] == "count":
+        return CountWindow(**counts)
+    counts.update({field: _int(f"{name}.{field}", value.get(field, 0))
+                   for field in _TIME_COUNTS})
+    past = value.get("past", [])
+    if not isinstance(past, list) or not all(
+            isinstance(b, list) and len(b) == 4 and all(type(x) is int for x in b) for b in past):
+        raise FleetDataError(f"state field {name}.past={safe_repr(past)[:80]} is not buckets")
+    return TimeWindow(**counts, past=tuple(tuple(b) for b in past))
+
+
 def _frozen(value: Any) -> Any:
     """JSON data with lists turned into tuples (records compare and hash by value)."""
     if isinstance(value, list):
@@ -157,6 +200,7 @@ _RULES: Final[Mapping[str, Callable[[str, Any], Any]]] = MappingProxyType({
     "registered_at": _time, "last_activity": _float,
     "expiry_disabled": _bool,
     "last_failure_reason": _any,
+    "window": _window,
 })
 """How each shared field is checked when decoded; `permits` has its own rule, and a field
 without a rule (added to `Circuit` after this codec) is taken as JSON."""
@@ -229,6 +273,8 @@ def encode_state(state: FleetState) -> str:
             data[name] = [[pid, deadline, owners.get(pid)] for pid, deadline in value]
         elif name == "state":
             data[name] = value.value
+        elif name == "window":
+            data[name] = window_data(value)
         elif name in KNOWN_FIELDS or _plain(value):
             data[name] = jsonable(value)
     return _dumps(data)
@@ -316,11 +362,16 @@ def decode_events(data: Any) -> tuple[Emit, ...]:
     return tuple(events)
 
 
-def notice_header(key: FleetKey, origin: str, events: Sequence[Emit]) -> str:
-    """The part of a notice the caller knows before the script runs: key, origin, events
-    (the script wraps it with the version, the server time and the state)."""
-    return (f'"k":{_dumps([key.scope, key.identifier])},"o":{_dumps(origin)},'
-            f'"e":{_dumps(_event_data(events))}')
+def notice_header(key: FleetKey, origin: str, events: Sequence[Emit],
+                  wall: float | None = None) -> str:
+    """The part of a notice the caller knows before the script runs: key, origin, events, and
+    the time on the decider's clock (`wall`) that its events carry (the script wraps it with
+    the version, the server time and the state)."""
+    header = (f'"k":{_dumps([key.scope, key.identifier])},"o":{_dumps(origin)},'
+              f'"e":{_dumps(_event_data(events))}')
+    if wall is not None and math.isfinite(wall):
+        header += f',"w":{wall!r}'
+    return header
 
 
 @functools.lru_cache(maxsize=8)
@@ -344,6 +395,8 @@ class ChangeNotice:
     """The process that made the transition."""
     time: float
     """Server time of the transition."""
+    wall: float | None = None
+    """The time of the step on the decider's fleet clock (its events' timestamp), if sent."""
 
 
 def decode_notice(payload: bytes | str, namespace: str) -> ChangeNotice:
@@ -362,5 +415,6 @@ def decode_notice(payload: bytes | str, namespace: str) -> ChangeNotice:
         key = fleet_key(namespace, identifier, scope)
     except (TypeError, ValueError) as exc:
         raise FleetDataError(f"change notice names no connection: {exc}") from None
+    wall = data.get("w")
     return ChangeNotice(key, version, state_from_data(state), decode_events(events), origin,
-                        _float("t", when))
+                        _float("t", when), None if wall is None else _float("w", wall))

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from brama._fleet.errors import RedisMissingError
 from brama._fleet.keys import check_namespace
@@ -34,6 +35,7 @@ __all__ = [
     "ENV_BACKEND",
     "ENV_NAMESPACE",
     "FleetConfig",
+    "check_url",
     "from_env",
     "mask_url",
     "require_redis",
@@ -70,18 +72,23 @@ def require_redis() -> ModuleType:
 
 
 def mask_url(url: str) -> str:
-    """`url` with its password replaced by `***`, for messages and reprs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port is not None else ""
-        netloc = f"{user}:***@{host}{port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return "<unparsable URL>"
+    """`url` with its password replaced by `***`, for messages and reprs: the password of the
+    user part (`user:password@`, also in a URL too broken to parse) and a `password=` query
+    parameter."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    netloc, slash, tail = rest.partition("/")
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            netloc = f"{user}:***@{host}"
+    tail = _PASSWORD_QUERY.sub(r"\1***", tail)
+    return (f"{scheme}://" if sep else "") + netloc + slash + tail
+
+
+_PASSWORD_QUERY: Final = re.compile(r"((?:^|[?&;])password=)[^&;#]*", re.IGNORECASE)
 
 
 def _seconds(name: str, value: Any, low: float, high: float, *, open_low: bool = True) -> float:
@@ -100,7 +107,7 @@ def _seconds(name: str, value: Any, low: float, high: float, *, open_low: bool =
     return number
 
 
-def _check_url(url: Any, source: str) -> str:
+def check_url(url: Any, source: str) -> str:
     """A redis://, rediss:// or unix:// URL that redis-py can use, or ConfigError."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{source}={url!r} must be a redis://, rediss:// or unix:// URL")
@@ -182,7 +189,7 @@ class FleetConfig:
         [1 s, 10 years]; `probe_min` <= `probe_max`, both in (0, 3600]; `clock_refresh` and
         `heartbeat` in (0, 3600]. `source` names the URL's origin in messages.
         """
-        url = _check_url(url, source)
+        url = check_url(url, source)
         namespace = check_namespace(namespace)
         timeout = _seconds("timeout", timeout, 0.0, MAX_TIMEOUT)
         connect = timeout if connect_timeout is None else _seconds(

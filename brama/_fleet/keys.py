@@ -35,6 +35,7 @@ __all__ = [
     "changes_channel",
     "check_namespace",
     "fleet_key",
+    "new_origin",
     "process_origin",
 ]
 
@@ -88,6 +89,12 @@ def changes_channel(namespace: str) -> str:
     return f"{KEY_PREFIX}:{check_namespace(namespace)}:changes"
 
 
+def new_origin() -> str:
+    """A new origin for this process: `<host>/<pid>/<random>`. Each system sharing circuits
+    takes one of its own (two systems in one process are two members of the fleet)."""
+    return f"{socket.gethostname() or 'host'}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
 class _Origin:
     """This process's origin, made again in a forked child (its pid changed)."""
 
@@ -100,8 +107,7 @@ class _Origin:
     def get(self) -> str:
         pid = os.getpid()
         if pid != self.pid:
-            host = socket.gethostname() or "host"
-            self.value = f"{host}/{pid}/{secrets.token_hex(4)}"
+            self.value = new_origin()
             self.pid = pid
         return self.value
 

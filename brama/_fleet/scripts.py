@@ -96,7 +96,14 @@ field/value list):
 
 ADD_COUNTERS_LUA: Final = _PROLOGUE + """
 for i = 2, #ARGV, 2 do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i] == 'last_success' then
+    local latest = tonumber(redis.call('HGET', KEYS[1], 'last_success') or '-1')
+    if tonumber(ARGV[i + 1]) > latest then
+      redis.call('HSET', KEYS[1], 'last_success', ARGV[i + 1])
+    end
+  else
+    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
@@ -105,7 +112,8 @@ return {redis.call('HGETALL', KEYS[1]), now[1], now[2]}
 """Add local counts to the fleet's counters of one connection.
 
 KEYS: counters hash, state hash. ARGV: TTL in ms, then field, increment pairs (an empty list
-only reads). Refreshes both TTLs (a connection still counting is not abandoned).
+only reads); the field `last_success` is not summed but kept as the latest time given.
+Refreshes both TTLs (a connection still counting is not abandoned).
 Reply `{counters (flat field/value list), time_s, time_us}`: the totals after the add."""
 
 

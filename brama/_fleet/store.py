@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COUNTERS",
+    "LAST_SUCCESS",
     "Applied",
     "Counters",
     "FleetStore",
@@ -51,21 +52,29 @@ __all__ = [
 
 T = TypeVar("T")
 COUNTERS: Final = ("successes", "failures", "rejections")
-"""The fields of a connection's counters hash."""
+"""The summed fields of a connection's counters hash."""
+LAST_SUCCESS: Final = "last_success"
+"""The counters hash's field holding the latest success counted there (kept as a maximum)."""
 DEFAULT_ATTEMPTS: Final = 8
 
 
 class Counters(NamedTuple):
-    """Fleet-wide counts kept outside the versioned state (a hash of HINCRBY fields)."""
+    """Fleet-wide counts kept outside the versioned state (a hash of HINCRBY fields), and the
+    latest success counted there (a maximum, not a sum)."""
 
     successes: int = 0
     failures: int = 0
     rejections: int = 0
+    last_success: float | None = None
 
     def plus(self, other: Counters) -> Counters:
-        """Field-wise sum: stored counters plus this process's unflushed ones."""
+        """Field-wise sum (the latest of the two last successes): stored counters plus this
+        process's unflushed ones."""
+        last = (other.last_success if self.last_success is None
+                else self.last_success if other.last_success is None
+                else max(self.last_success, other.last_success))
         return Counters(self.successes + other.successes, self.failures + other.failures,
-                        self.rejections + other.rejections)
+                        self.rejections + other.rejections, last)
 
 
 class Snapshot(NamedTuple):
@@ -98,6 +107,8 @@ class Stepped(Generic[T]):
     state: FleetState
     events: Sequence[Emit]
     result: T
+    wall: float | None = None
+    """When the step happened on the stepping process's fleet clock (its events' time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,16 +119,26 @@ class Applied(Generic[T]):
     """False when the last step changed nothing, so nothing was written."""
     version: int
     state: FleetState
+    """The state the counted step produced (shared fields as in the fleet, local fields as
+    the step left them)."""
     result: T
     attempts: int
+    created: bool = False
+    """True when the key was missing and the write created it (at a fresh version)."""
 
 
 def _counters(flat: Sequence[Any]) -> Counters:
     """Counters from a flat HGETALL reply (unknown fields ignored)."""
-    values = dict.fromkeys(COUNTERS, 0)
+    values: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
     for index in range(0, len(flat) - 1, 2):
         name = flat[index].decode() if isinstance(flat[index], bytes) else str(flat[index])
-        if name in values:
+        if name == LAST_SUCCESS:
+            try:
+                values[name] = float(flat[index + 1])
+            except ValueError:
+                raise FleetDataError(
+                    f"counter {name}={flat[index + 1]!r} is not a number") from None
+        elif name in values:
             try:
                 values[name] = int(flat[index + 1])
             except ValueError:
@@ -209,19 +230,21 @@ class FleetStore:
                         _counters(reply[5]), False)
 
     def transition(self, key: FleetKey, expected_version: int, new_state: FleetState,
-                   events: Sequence[Emit] = (), origin: str | None = None) -> Result:
+                   events: Sequence[Emit] = (), origin: str | None = None,
+                   wall: float | None = None) -> Result:
         """Compare-and-set: write `new_state` as version `expected_version + 1` and publish
         it with `events` and `origin`, if the fleet is still at `expected_version` (or the
         key is missing: then it is created). Otherwise write nothing and return the current
         version and state, for the caller to step again on."""
         return self._transition(key, expected_version, new_state, encode_state(new_state),
-                                events, origin)
+                                events, origin, wall)
 
     def _transition(self, key: FleetKey, expected_version: int, new_state: FleetState,
-                    text: str, events: Sequence[Emit], origin: str | None) -> Result:
+                    text: str, events: Sequence[Emit], origin: str | None,
+                    wall: float | None = None) -> Result:
         """`transition` with the state already encoded as `text`."""
         expected = _count("expected_version", expected_version)
-        header = notice_header(key, self.origin if origin is None else origin, events)
+        header = notice_header(key, self.origin if origin is None else origin, events, wall)
         args = (str(expected), text, self._ttl_ms, self.channel, header)
         reply = self._script(TRANSITION, key, args, "transition")
         status, version = reply[0], int(reply[1])
@@ -235,7 +258,8 @@ class FleetStore:
         """Step and compare-and-set until it sticks: `step(state)` on the last known fleet
         state; on a mismatch, `step` again on the fresh state, at most `attempts` times.
 
-        A step that changes nothing (the same shared state, no events) writes nothing.
+        A step that changes nothing (the same shared state, no events) writes nothing; the
+        state returned is then the step's (its local fields as the step left them).
         Raises ContentionError (with `.version` / `.state`, the freshest known) when every
         attempt lost, and BackendUnavailable on any backend fault.
         """
@@ -246,23 +270,27 @@ class FleetStore:
             after = stepped.state
             text = encode_state(after)
             if not stepped.events and (after is state or text == encode_state(state)):
-                return Applied(False, version, state, stepped.result, attempt)
-            result = self._transition(key, version, after, text, stepped.events, origin)
+                return Applied(False, version, after, stepped.result, attempt)
+            result = self._transition(key, version, after, text, stepped.events, origin,
+                                      stepped.wall)
             if result.written:
-                return Applied(True, result.version, after, stepped.result, attempt)
+                return Applied(True, result.version, after, stepped.result, attempt,
+                               result.created)
             version, state = result.version, result.state
         raise ContentionError(
             f"transition of {key!r} lost {attempts} compare-and-set attempts in a row",
             version, state)
 
     def add_counters(self, key: FleetKey, *, successes: int = 0, failures: int = 0,
-                     rejections: int = 0) -> Counters:
-        """Add this process's unflushed counts (HINCRBY) and refresh both TTLs; returns the
-        fleet's totals after the add."""
+                     rejections: int = 0, last_success: float | None = None) -> Counters:
+        """Add this process's unflushed counts (HINCRBY), raise the latest success to
+        `last_success` if it is later, and refresh both TTLs; returns the fleet's totals."""
         pairs: list[str] = []
         for name, value in zip(COUNTERS, (successes, failures, rejections), strict=True):
             if _count(name, value):
                 pairs += (name, str(value))
+        if last_success is not None:
+            pairs += (LAST_SUCCESS, repr(float(last_success)))
         reply = self._script(ADD_COUNTERS, key, (self._ttl_ms, *pairs), "add_counters",
                              keys=(key.counters, key.state), time_at=1)
         return _counters(reply[0])

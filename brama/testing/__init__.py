@@ -11,12 +11,14 @@ and of code built on it that must see what the public API does not show.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
 from pykka import ActorRef
 
 from brama import _default
+from brama._connection import FleetFold
 from brama._system import Brama
 from brama.errors import NotFoundError
 from brama.otp import FakeClock, safe_repr
@@ -35,6 +37,7 @@ __all__ = [
     "set_state",
     "simulate_failures",
     "simulate_recovery",
+    "sync_fleet",
 ]
 
 _CLOSED = CircuitState.CLOSED
@@ -143,14 +146,45 @@ def flush_events(*, system: Brama | None = None, timeout: float = 5.0) -> None:
     _system(system).runtime.flush(timeout)
 
 
-Part = Literal["registry", "events", "connections", "janitor"]
+def sync_fleet(*systems: Brama, timeout: float = 5.0) -> None:
+    """Bring systems sharing a backend to one view, for tests: each system's fast counts are
+    flushed (and folded into shared rate windows), every transition is heard and its events
+    published on every bus, then each system reads the fleet's counts again. Without it a
+    system sees the others' transitions within milliseconds and their counts within seconds.
+    Systems without a backend are skipped; TimeoutError if the notices do not come in time.
+    """
+    fleets = [(s, s.runtime) for s in systems if s.runtime.fleet is not None]
+
+    def barrier() -> None:  # every actor handled what it was told before (and folded)
+        for _, runtime in fleets:
+            for cell in list(runtime.table.values()):
+                runtime.ask(cell, FleetFold())
+
+    for _, runtime in fleets:
+        for cell in list(runtime.table.values()):
+            runtime.fleet.flush(cell)
+    barrier()
+    deadline = time.monotonic() + timeout
+    for system, runtime in fleets:
+        while not runtime.fleet.caught_up():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{system!r} did not hear the fleet's transitions in time")
+            time.sleep(0.001)
+    barrier()
+    for _, runtime in fleets:
+        for cell in list(runtime.table.values()):
+            runtime.fleet.flush(cell, read=True)
+        runtime.flush(timeout)
+
+
+Part = Literal["registry", "events", "connections", "janitor", "bridge", "flusher"]
 
 
 def kill(part: Part, *, how: Literal["stop", "crash"] = "crash",
          system: Brama | None = None) -> ActorRef[Any] | None:
     """Stop or crash a part of the system's supervision tree ("registry", "events",
-    "connections", "janitor"); returns the actor killed (None if it was not running). Its
-    supervisor restarts it, as in production."""
+    "connections", "janitor", and with a backend "bridge" and "flusher"); returns the actor
+    killed (None if it was not running). Its supervisor restarts it, as in production."""
     runtime = _system(system).runtime
     ref = runtime.part(part)
     if ref is None or not ref.is_alive():

@@ -103,3 +103,25 @@ def make_store() -> Iterator[Callable[..., FleetStore]]:
 @pytest.fixture
 def store(make_store: Callable[..., FleetStore], config: FleetConfig) -> FleetStore:
     return make_store(config)
+
+
+@pytest.fixture
+def make_brama(server: RedisServer, namespace: str) -> Iterator[Callable[..., Any]]:
+    """Brama systems on `server` in this test's namespace (stopped after the test)."""
+    from brama import Brama
+
+    systems: list[Brama] = []
+
+    def make(**options: Any) -> Brama:
+        options.setdefault("backend", server.url)
+        options.setdefault("namespace", namespace)
+        options.setdefault("backend_timeout", SAFE_TIMEOUT)
+        system = Brama(**options)
+        systems.append(system)
+        return system
+
+    try:
+        yield make
+    finally:
+        for system in systems:
+            system.stop()

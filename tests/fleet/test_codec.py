@@ -50,7 +50,27 @@ def test_round_trip_keeps_every_shared_field(circuit: Circuit) -> None:
 
 def test_every_circuit_field_is_shared_except_the_local_ones() -> None:
     assert set(SHARED_FIELDS) == set(Circuit.__slots__) - LOCAL_FIELDS
-    assert "overrides" in LOCAL_FIELDS and "state" in SHARED_FIELDS
+    assert {"overrides", "folded"} == LOCAL_FIELDS
+    assert "state" in SHARED_FIELDS and "window" in SHARED_FIELDS
+
+
+def test_rate_windows_are_shared_and_checked() -> None:
+    """The fleet judges its rates over every process's calls: both kinds of window travel."""
+    from brama._window import CountWindow, TimeWindow
+
+    count = CountWindow(size=5).record(True, False, 0).record(False, True, 0)
+    timed = (TimeWindow(size=3, second=100).record(True, True, 100.5)
+             .record(False, False, 101.2).record(True, False, 102.9))
+    for window in (None, count, timed):
+        state = FleetState(new_circuit(NOW).evolve(window=window, folded=7))
+        decoded = decode_state(encode_state(state))
+        assert decoded.circuit.window == window
+        assert decoded.circuit.folded == 0  # how many fast successes were folded: local
+    good = json.loads(encode_state(FleetState(new_circuit(NOW).evolve(window=timed))))
+    for bad in ({"kind": "ring"}, {**good["window"], "size": 0},
+                {**good["window"], "past": [[1, 2]]}, {**good["window"], "calls": "3"}):
+        with pytest.raises(FleetDataError, match="window"):
+            decode_state(json.dumps({**good, "window": bad}))
 
 
 def test_overrides_stay_local_and_come_back_from_the_decoder() -> None:
@@ -119,12 +139,13 @@ def test_notice_header_and_payload_decode() -> None:
     key = fleet_key("shop", "payments", scope="eu")
     circuit = new_circuit(NOW)
     result = step(circuit, OPTIONS, Failure("timeout"), NOW)
-    header = notice_header(key, "web1/42/abcd", result.events)
+    header = notice_header(key, "web1/42/abcd", result.events, 1800000000.125)
     payload = ('{"v":17,"t":1800000000.250000,' + header + ',"s":'
                + encode_state(FleetState(result.circuit)) + "}")
     notice = decode_notice(payload.encode(), "shop")
     assert notice.key == key
     assert (notice.version, notice.origin, notice.time) == (17, "web1/42/abcd", 1800000000.25)
+    assert notice.wall == 1800000000.125  # the decider's clock, its events' timestamp
     assert notice.state.circuit == result.circuit
     assert [e.event for e in notice.events] == [EventType.FAILURE]
     assert notice.events[0].data["reason"] == "timeout"

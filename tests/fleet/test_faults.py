@@ -190,7 +190,7 @@ def test_a_flushed_server_is_refilled_not_an_error(watched: tuple[FleetStore, Wa
     store.add_counters(key, successes=3)
     own_server.flushall()
     assert store.read(key) is None
-    assert store.counters(key) == (0, 0, 0)
+    assert store.counters(key) == (0, 0, 0, None)
     applied = store.apply(key, joined.version, joined.state, fail_step(store))
     assert applied.written and applied.version > joined.version
     own_server.admin().flushall()
@@ -217,7 +217,7 @@ def test_failing_callbacks_do_not_stop_the_probe(make_store: Callable[..., Fleet
     own_server.restart()
     assert restored.wait(5)
     wait_until(lambda: store.available, what="the store to be available")
-    assert store.counters(store.key("x")) == (0, 0, 0)
+    assert store.counters(store.key("x")) == (0, 0, 0, None)
 
 
 def test_close_never_hangs_on_a_hung_server(make_store: Callable[..., FleetStore],

@@ -17,6 +17,7 @@ from brama._config import Settings
 from brama._fleet import (
     BackendUnavailable,
     ContentionError,
+    Counters,
     FleetConfig,
     FleetDataError,
     FleetState,
@@ -224,12 +225,18 @@ def test_every_key_has_its_connections_hash_tag(store: FleetStore,
 def test_counters_are_added_in_batches(two: tuple[FleetStore, FleetStore]) -> None:
     a, b = two
     key = a.key("payments")
-    assert a.counters(key) == (0, 0, 0)
-    assert a.add_counters(key, successes=5, rejections=2) == (5, 0, 2)
+    assert a.counters(key) == (0, 0, 0, None)
+    assert a.add_counters(key, successes=5, rejections=2) == (5, 0, 2, None)
     totals = b.add_counters(key, successes=3, failures=1)
-    assert totals == (8, 1, 2)
-    assert a.counters(key).plus(totals) == (16, 2, 4)
+    assert totals == (8, 1, 2, None)
+    assert a.counters(key).plus(totals) == (16, 2, 4, None)
     assert b.add_counters(key) == totals  # nothing to add: a read
+    # the latest success is a maximum, not a sum (a late flush never moves it back)
+    assert a.add_counters(key, successes=1, last_success=1_800_000_000.5).last_success == (
+        1_800_000_000.5)
+    assert b.add_counters(key, last_success=1_700_000_000.25).last_success == 1_800_000_000.5
+    assert b.add_counters(key, last_success=1_800_000_001.0).last_success == 1_800_000_001.0
+    assert Counters(1, 0, 0, 5.0).plus(Counters(1, 0, 0, None)) == (2, 0, 0, 5.0)
     with pytest.raises(ValueError, match=r"successes=-1 must be a whole number >= 0"):
         a.add_counters(key, successes=-1)
     with pytest.raises(ValueError, match="rejections=True"):
