@@ -247,7 +247,7 @@ def shown(value: Any) -> str:
 
 def mask_url(url: str) -> str:
     """`url` with its password replaced by `***` (for every message and repr)."""
-    from brama._fleet.config import mask_url as mask
+    from brama._fleet.urls import mask_url as mask
 
     return mask(url)
 
@@ -257,8 +257,7 @@ def _check_backend_text(kind: str, value: Any, bad: Callable[[str], ConfigError]
     backend option is given: a system without one never loads the fleet modules)."""
     if not isinstance(value, str) or not value.strip():
         raise bad("")
-    from brama._fleet.config import check_url
-    from brama._fleet.keys import check_namespace
+    from brama._fleet.urls import check_namespace, check_url
 
     try:
         return check_url(value, "backend") if kind == "url" else check_namespace(value)

@@ -44,6 +44,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     (ADAPTER_TEST, "_actor_weakref"): PYKKA,
     # stdlib private APIs, used on purpose
     ("tests/helpers.py", "_exit"): "os._exit: a forked child must not run atexit/pytest",
+    ("tests/test_api_lifecycle.py", "_exit"): "os._exit, as in tests/helpers.py",
+    ("brama/_fleet/link.py", "_replace"): "NamedTuple._replace: public API, underscored only "
+    "so that it cannot clash with a field name",
     ("tests/otp/test_eventbus_restart.py", "_exit"): "os._exit, as in tests/helpers.py",
     ("tests/test_hypothesis_profiles.py", "_hypothesis_internal_use_settings"): "hypothesis "
     "keeps a decorated test's settings there and offers no public reader",

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from brama._fleet.errors import RedisMissingError
-from brama._fleet.keys import check_namespace
+from brama._fleet.urls import OWNED_QUERY, check_namespace, check_url, mask_url
 from brama.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,13 +47,6 @@ DEFAULT_TTL: Final = 7 * 24 * 3600.0
 """Seconds a connection's keys live after their last write: abandoned connections vanish."""
 ENV_BACKEND: Final = "BRAMA_BACKEND"
 ENV_NAMESPACE: Final = "BRAMA_NAMESPACE"
-SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
-OWNED_QUERY: Final = frozenset({
-    "socket_timeout", "socket_connect_timeout", "timeout", "retry_on_timeout",
-    "retry_on_error", "health_check_interval", "single_connection_client",
-})
-"""URL query parameters that would override what Brama controls: refused, with the argument
-to use instead."""
 MAX_TIMEOUT: Final = 60.0
 MAX_TTL: Final = 10 * 365 * 24 * 3600.0
 
@@ -71,26 +63,6 @@ def require_redis() -> ModuleType:
     return redis
 
 
-def mask_url(url: str) -> str:
-    """`url` with its password replaced by `***`, for messages and reprs: the password of the
-    user part (`user:password@`, also in a URL too broken to parse) and a `password=` query
-    parameter."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    netloc, slash, tail = rest.partition("/")
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        if colon:
-            netloc = f"{user}:***@{host}"
-    tail = _PASSWORD_QUERY.sub(r"\1***", tail)
-    return (f"{scheme}://" if sep else "") + netloc + slash + tail
-
-
-_PASSWORD_QUERY: Final = re.compile(r"((?:^|[?&;])password=)[^&;#]*", re.IGNORECASE)
-
-
 def _seconds(name: str, value: Any, low: float, high: float, *, open_low: bool = True) -> float:
     """A duration argument in its range, or ConfigError naming it, the value and the range."""
     bracket = "(" if open_low else "["
@@ -105,39 +77,6 @@ def _seconds(name: str, value: Any, low: float, high: float, *, open_low: bool =
             f"{name}={value!r} must be a number of seconds in {bracket}{low:g}, {high:g}]"
         )
     return number
-
-
-def check_url(url: Any, source: str) -> str:
-    """A redis://, rediss:// or unix:// URL that redis-py can use, or ConfigError."""
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigError(f"{source}={url!r} must be a redis://, rediss:// or unix:// URL")
-    text: str = url.strip()
-    shown = mask_url(text)
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"{source}={shown!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in SCHEMES:
-        raise ConfigError(
-            f"{source}={shown!r} must start with redis://, rediss:// or unix:// "
-            f"(got scheme {parts.scheme!r})"
-        )
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ConfigError(f"{source}={shown!r} must name a socket path (unix:///path)")
-    elif port is not None and not 1 <= port <= 65535:
-        raise ConfigError(f"{source}={shown!r}: port {port} must be in [1, 65535]")
-    path = parts.path.strip("/")
-    if parts.scheme != "unix" and path and (not path.isdigit() or int(path) > 1_000_000):
-        raise ConfigError(f"{source}={shown!r}: the database {path!r} must be a number >= 0")
-    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
-        if name in OWNED_QUERY:
-            raise ConfigError(
-                f"{source}={shown!r}: query parameter {name!r} is set by Brama; use the "
-                "timeout / connect_timeout arguments instead"
-            )
-    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,14 +4,11 @@ hot-path successes to fold into a shared window (or own events held too long) wo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from brama.otp import Actor, TimerRef, TimerService
 
-if TYPE_CHECKING:
-    from brama._fleet.link import FleetLink
-
-__all__ = ["FLUSH_INTERVAL", "FlushTick", "Flusher"]
+__all__ = ["FLUSH_INTERVAL", "FlushTick", "Flusher", "Ticking"]
 
 FLUSH_INTERVAL: Final = 1.0
 """Seconds between two flushes of the fast counters (on the system's clock)."""
@@ -22,10 +19,16 @@ class FlushTick:
     """Flusher timer message."""
 
 
+class Ticking(Protocol):
+    """What the flusher drives: a `FleetLink`."""
+
+    def tick(self) -> object: ...
+
+
 class Flusher(Actor):
     """Runs `FleetLink.tick` every FLUSH_INTERVAL seconds on the system's timer service."""
 
-    def __init__(self, link: FleetLink, timers: TimerService) -> None:
+    def __init__(self, link: Ticking, timers: TimerService) -> None:
         super().__init__()
         self.link = link
         self.timers = timers

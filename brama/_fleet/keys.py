@@ -19,14 +19,13 @@ in every container); a forked child gets an origin of its own.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import socket
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from brama._fleet.urls import NAMESPACE_PATTERN, check_namespace
 from brama._validation import check_identifier, check_scope
-from brama.errors import ConfigError
 
 __all__ = [
     "KEY_PREFIX",
@@ -40,21 +39,8 @@ __all__ = [
 ]
 
 KEY_PREFIX = "brama"
-NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
-"""A namespace: 1 to 64 characters, letters, digits and `_ . : -`, not starting with a
-punctuation mark other than `_` (so it never holds a brace, a space or a glob character)."""
 _SAFE = ":@"
 """Characters kept as they are in key parts besides letters, digits and `_ . - ~`."""
-
-
-def check_namespace(namespace: object, name: str = "namespace") -> str:
-    """A valid namespace, or ConfigError naming the argument `name`, the value and the rule."""
-    if not isinstance(namespace, str) or NAMESPACE_PATTERN.fullmatch(namespace) is None:
-        raise ConfigError(
-            f"{name}={namespace!r} must be 1 to 64 characters of letters, digits and "
-            "'_.:-', starting with a letter, a digit or '_'"
-        )
-    return namespace
 
 
 @dataclass(frozen=True, slots=True)
