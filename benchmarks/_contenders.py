@@ -367,6 +367,34 @@ def pykka_ask(env: Env) -> Loop:
     return loop
 
 
+def timer_armed(through_supervisor: bool) -> Callable[[Env], Loop]:
+    """Arm a one-hour timer for an idle child and cancel it: on the timer service directly,
+    or through its supervisor (`send_after` / `cancel_timer` keyed by child and name), the way
+    a connection's expiry is armed."""
+
+    def build(env: Env) -> Loop:
+        from brama.otp import ChildSpec, Supervisor, TimerService
+
+        timers = TimerService(name="bench-timers")
+        env.on_exit(timers.stop)
+        supervisor = Supervisor([ChildSpec.for_actor("child", _Counter)], timers=timers,
+                                name="bench-supervisor")
+        env.on_exit(supervisor.stop)
+        child = supervisor.whereis_child("child")
+        if through_supervisor:
+            def loop(n: int) -> None:
+                for _ in repeat(None, n):
+                    supervisor.send_after("child", "expiry", AWAKE, _BUMP)
+                    supervisor.cancel_timer("child", "expiry")
+        else:
+            def loop(n: int) -> None:
+                for _ in repeat(None, n):
+                    timers.send_after(AWAKE, child, _BUMP).cancel()
+        return loop
+
+    return build
+
+
 # -- contenders: pybreaker and circuitbreaker --
 
 

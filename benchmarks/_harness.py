@@ -117,6 +117,8 @@ def spread(values: Sequence[float], unit: str) -> str:
     low, high = percentile(values, 25), percentile(values, 75)
     if unit == "ns":
         return f"{fmt_ns(low)} .. {fmt_ns(high)}"
+    if unit in ("ms", "s"):
+        return f"{low:,.2f} .. {high:,.2f}"
     return f"{low:,.0f} .. {high:,.0f}"
 
 

@@ -41,6 +41,15 @@ from _contenders import (
     pykka_ask,
     register_fresh,
     subscriptions,
+    timer_armed,
+)
+from _fleetbench import (
+    fleet_deco,
+    fleet_failure,
+    local_deco,
+    pb_redis_deco,
+    redis_command,
+    trip_propagation,
 )
 from _harness import Case, Probe, Target, main, ours, peer
 from _util import boom, calls, noop
@@ -66,6 +75,12 @@ TARGETS: dict[str, Target] = {
     # (collect(), reading the snapshots) is bounded tighter: the rest is prometheus_client's
     # text format, which Brama does not control
     "scrape": Target("value", "≤", 1000, " ms"),
+    # the fleet (issue 16): a healthy call as fast as a local one, within 20%; a failure about
+    # one round trip (here: at most 3 EVALSHA round trips of a trivial script); a trip seen by
+    # every other process within 100 ms (goal 10 ms on one host)
+    "fleet.guarded": Target("ratio", "≤", 1.2),
+    "fleet.failure": Target("ratio", "≤", 3.0),
+    "fleet.trip": Target("value", "≤", 100, " ms", goal=Target("value", "≤", 10, " ms")),
     "scrape_collect": Target("value", "≤", 250, " ms"),
 }
 
@@ -80,6 +95,12 @@ PLAIN = "plain method call doing the same work"
 LOCKED = "function under a threading.Lock, 4 threads"
 SYSTEM_DECO = "brama @circuit_breaker(system=...)"
 OBSERVED = "brama @circuit_breaker(system=...), BramaCollector + instrument() on it"
+RATE = {"failure_rate_threshold": 0.5, "minimum_calls": 20}
+SLOW = {"slow_call_duration": 1.0, "slow_call_rate_threshold": 0.8}
+LOCAL_DECO = "brama @circuit_breaker(system=...), local system"
+FLEET_DECO = "brama @circuit_breaker(system=...), backend=redis://"
+PB_REDIS = "pybreaker @breaker, CircuitRedisStorage on the same server"
+EVALSHA = "redis-py EVALSHA of `return 1`: one round trip (reference)"
 SUB_1K, CLOSE_1K = "system.subscribe(), 1,000 held", "subscription.close(), 1,000 held"
 
 CASES: list[Case | Probe] = [
@@ -91,6 +112,11 @@ CASES: list[Case | Probe] = [
             ours("brama @circuit_breaker (default system)", deco("guarded")),
             ours(SYSTEM_DECO, deco("guarded", system=True)),
             ours(OBSERVED, observed("guarded")),
+            ours("brama @circuit_breaker(system=...), failure_rate policy (count window)",
+                 deco("guarded-rate", system=True, **RATE)),
+            ours("brama @circuit_breaker(system=...), failure + slow-call rates (time window)",
+                 deco("guarded-rates", system=True, window_type="time", window_size=60,
+                      **RATE, **SLOW)),
             ours("brama manual: brama.available / f() / brama.success",
                  manual_success("manual", module=True), vs=PB_CALL),
             ours("brama manual: system.available / f() / system.success",
@@ -100,7 +126,10 @@ CASES: list[Case | Probe] = [
             peer("circuitbreaker @circuit", cb_deco()),
         ),
         note="{n:,} calls per sample, {samples} samples each, interleaved. Ratios: decorator"
-        " rows vs pybreaker @breaker, manual rows vs pybreaker breaker.call(f). Observed: a"
+        " rows vs pybreaker @breaker, manual rows vs pybreaker breaker.call(f). Rate policies:"
+        " failure_rate_threshold 0.5 over the last 100 calls (minimum 20), and both rates"
+        " (slow: 1 s, 80%) over 60 one-second buckets: each call records its outcome (and"
+        " its duration) in the window. Observed: a"
         " system of its own with a BramaCollector registered and instrument() active (not"
         " collecting while timed); metrics are read at scrape time, so it should cost what"
         " the row without them costs.",
@@ -238,6 +267,53 @@ CASES: list[Case | Probe] = [
           {"rate": TARGETS["fanout.rate"], "p99": TARGETS["fanout.p99"]}),
     Probe("scrape", "prometheus scrape of 10,000 connections", probes.scrape,
           {"full": TARGETS["scrape"], "collect": TARGETS["scrape_collect"]}),
+    Case(
+        "fleet-guarded", "guarded no-op call, closed circuit, shared on Redis",
+        ref=LOCAL_DECO, target=TARGETS["fleet.guarded"], n=(100_000, 10_000),
+        contenders=(
+            peer(LOCAL_DECO, local_deco("guarded")),
+            ours(FLEET_DECO, fleet_deco("guarded")),
+            peer("pybreaker @breaker, in memory", pb_deco()),
+            peer(PB_REDIS, pb_redis_deco(), scale=0.01),
+        ),
+        note="{n:,} calls per sample, {samples} samples each, interleaved, on a redis-server"
+        " this case starts on loopback (nothing else on it). The backend's healthy call"
+        " sends nothing to Redis: successes are counted locally and flushed in batches.",
+        twins=((PB_REDIS, FLEET_DECO),),
+    ),
+    Case(
+        "fleet-failure", "failure reported on a shared circuit (stays closed)",
+        ref=EVALSHA, target=TARGETS["fleet.failure"], n=(2_000, 300),
+        contenders=(
+            peer("redis-py PING (context)", redis_command("PING")),
+            peer(EVALSHA, redis_command("EVALSHA", "return 1", 0)),
+            ours("brama system.failure(), backend, below max_attempts", fleet_failure),
+            ours("brama @circuit_breaker, function raises, backend",
+                 fleet_deco("failing", boom, ValueError, max_attempts=HUGE)),
+            peer("brama @circuit_breaker, function raises, local system (context)",
+                 local_deco("failing", boom, ValueError, max_attempts=HUGE), scale=10),
+            peer("pybreaker @breaker raising, CircuitRedisStorage (context)",
+                 pb_redis_deco(boom, ValueError, fail_max=HUGE)),
+        ),
+        note="{n:,} failures per sample on one closed connection whose actor is awake; each"
+        " applies the state machine's step to the shared state in one atomic script (a"
+        " compare-and-set of its version) and publishes the change. Ratio: over one EVALSHA"
+        " round trip to the same server, measured in the same run.",
+    ),
+    Probe("fleet-trip", "trip propagation across processes (Redis backend)",
+          trip_propagation, {"p99": TARGETS["fleet.trip"]}),
+    Case(
+        "timers", "arming and cancelling a connection's expiry timer",
+        ref="TimerService.send_after + cancel (reference)", n=(20_000, 2_000),
+        contenders=(
+            peer("TimerService.send_after + cancel (reference)", timer_armed(False)),
+            ours("Supervisor.send_after + cancel_timer (keyed by child)", timer_armed(True)),
+        ),
+        note="{n:,} timers armed (1 h) and cancelled per sample for an idle child. The"
+        " connections supervisor owns its children's expiry timers (kept across a restart,"
+        " cancelled with the child); the ratio is what that ownership costs per opening. No"
+        " target.",
+    ),
 ]
 
 if __name__ == "__main__":
