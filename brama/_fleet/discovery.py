@@ -10,21 +10,26 @@ so a key of another namespace, or one Brama did not make, is never taken for a c
 It reads names only: it writes nothing, refreshes no TTL and needs only the `SCAN` command.
 SCAN's guarantee is what discovery offers: a key present for the whole walk is listed
 (possibly twice: duplicates are dropped); one created or removed during it may or may not be.
+
+`last_changes` reads, for connections found, who made the last change and when: the
+transition script keeps the origin (`o`), the server time (`t`) and the version they belong
+to (`ov`) next to the state (`HMGET`, one pipelined round trip for all of them; no writes).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from brama._fleet.config import FleetConfig, require_redis
 from brama._fleet.errors import BackendUnavailable, describe
-from brama._fleet.keys import check_namespace, parse_state_key, state_key_pattern
+from brama._fleet.keys import check_namespace, fleet_key, parse_state_key, state_key_pattern
 
 if TYPE_CHECKING:
     from redis import Redis
 
-__all__ = ["DEFAULT_COUNT", "discover"]
+__all__ = ["DEFAULT_COUNT", "LastChange", "discover", "last_changes"]
 
 DEFAULT_COUNT: Final = 1000
 """Keys the server looks at per SCAN round trip (a hint; each round trip stays short)."""
@@ -61,3 +66,52 @@ def discover(source: Redis | FleetConfig, namespace: str | None = None, *,
             with contextlib.suppress(Exception):  # closing a broken pool must not raise
                 client.close()
     return sorted(found, key=lambda connection: (connection[0] or "", connection[1]))
+
+
+class LastChange(NamedTuple):
+    """The last transition of a connection's fleet state."""
+
+    origin: str
+    """The process that made it (`host/pid/random`)."""
+    at: float
+    """When, on the Redis server's clock (epoch seconds)."""
+    version: int
+    """The fleet state's version it produced (the current one)."""
+
+
+def _text(value: object) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else (
+        value if isinstance(value, str) else None)
+
+
+def last_changes(client: Redis, namespace: str,
+                 connections: Iterable[tuple[str | None, str]]
+                 ) -> dict[tuple[str | None, str], LastChange]:
+    """Who made the current version of each connection's state, and when; connections whose
+    state is gone, was only ever joined (no transition yet), or was last written by a Brama
+    that does not record it are left out. Raises `BackendUnavailable` on a backend fault."""
+    namespace = check_namespace(namespace)
+    wanted = list(connections)
+    if not wanted:
+        return {}
+    redis = require_redis()
+    try:
+        pipeline = client.pipeline(transaction=False)
+        for scope, identifier in wanted:
+            pipeline.hmget(fleet_key(namespace, identifier, scope).state, "v", "o", "t", "ov")
+        replies = pipeline.execute()
+    except (redis.RedisError, OSError) as exc:
+        raise BackendUnavailable(
+            f"reading the last changes of namespace {namespace!r} failed: {describe(exc)}"
+        ) from exc
+    changes: dict[tuple[str | None, str], LastChange] = {}
+    for connection, (version, origin, at, origin_version) in zip(wanted, replies, strict=True):
+        version_text, origin_text = _text(version), _text(origin)
+        if not origin_text or version_text is None or version_text != _text(origin_version):
+            continue
+        try:
+            changes[connection] = LastChange(origin_text, float(_text(at) or "nan"),
+                                             int(version_text))
+        except ValueError:
+            continue
+    return changes
