@@ -1,5 +1,6 @@
 """The command line: `python -m brama demo [--duration SECONDS] [--seed N] [--workers N]`
-and `python -m brama dashboard [--port N] [--backend URL] [--demo]`.
+and `python -m brama dashboard [--port N] [--backend URL [--namespace NS] [--interval S]]
+[--demo]`.
 
 No command, or an unknown one, prints the usage and exits with status 2.
 """
@@ -52,6 +53,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0.1 and 3600 seconds, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -84,8 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=_port, default=8000, metavar="N",
                            help="port on 127.0.0.1, 0 for any free one (default: 8000)")
     dashboard.add_argument("--backend", default=None, metavar="URL",
-                           help="a shared backend (redis://...) to show the whole fleet, "
-                           "where this version of Brama has one")
+                           help="the fleet's backend (redis://..., rediss://..., unix://...): "
+                           "show every connection the fleet's processes registered there")
+    dashboard.add_argument("--namespace", default=None, metavar="NS",
+                           help="the fleet's namespace with --backend (default: "
+                           "$BRAMA_NAMESPACE, else 'brama')")
+    dashboard.add_argument("--interval", type=_interval, default=2.0, metavar="SECONDS",
+                           help="seconds between discoveries of the fleet's connections "
+                           "with --backend, 0.1 to 3600 (default: 2)")
     dashboard.add_argument("--demo", action="store_true",
                            help="run the demo's flaky services and workers behind the page")
     return parser
@@ -96,11 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "dashboard":
+        if args.namespace is not None and args.backend is None:
+            parser.error("--namespace needs --backend (a namespace is a fleet's, on a backend)")
         from brama.web._dashboard import DashboardConfig
         from brama.web._dashboard import run as run_dashboard
 
         return run_dashboard(
-            DashboardConfig(port=args.port, backend=args.backend, demo=args.demo),
+            DashboardConfig(port=args.port, backend=args.backend, namespace=args.namespace,
+                            interval=args.interval, demo=args.demo),
             sys.stdout, sys.stderr,
         )
     if args.command != "demo":

@@ -13,6 +13,9 @@ round trip, and every process hears every transition through one subscription.
 - `ServerClock` (`clock`): the server's time, estimated locally.
 - `Availability` (`health`): fail fast while Redis is down, probe it in the background.
 - `FleetStore` (`store`): join, transition, apply, add_counters, counters, sync_clock.
+- `discover`, `last_changes` (`discovery`): every connection with a fleet state in a
+  namespace (SCAN, no writes) and who changed each last, for views of the whole fleet such
+  as `python -m brama dashboard --backend`.
 - `Bridge` (`bridge`): the supervised actor that turns published transitions into callbacks.
 - `FleetLink` (`link`, with `Slot` / `Outcome` in `slot` and the `Flusher` in `flusher`): a
   `Brama` system's side, used by its runtime and connection actors (imported only by a
@@ -25,13 +28,22 @@ from brama._fleet.bridge import Bridge, BridgeInfo, BridgeStatus
 from brama._fleet.clock import ServerClock
 from brama._fleet.codec import ChangeNotice, FleetState, decode_state, encode_state
 from brama._fleet.config import FleetConfig, from_env
+from brama._fleet.discovery import LastChange, discover, last_changes
 from brama._fleet.errors import (
     BackendUnavailable,
     ContentionError,
     FleetDataError,
     RedisMissingError,
+    describe,
 )
-from brama._fleet.keys import FleetKey, changes_channel, fleet_key, process_origin
+from brama._fleet.keys import (
+    FleetKey,
+    changes_channel,
+    fleet_key,
+    parse_state_key,
+    process_origin,
+    state_key_pattern,
+)
 from brama._fleet.store import Applied, Counters, FleetStore, Result, Snapshot, Stepped
 
 __all__ = [
@@ -48,6 +60,7 @@ __all__ = [
     "FleetKey",
     "FleetState",
     "FleetStore",
+    "LastChange",
     "RedisMissingError",
     "Result",
     "ServerClock",
@@ -55,8 +68,13 @@ __all__ = [
     "Stepped",
     "changes_channel",
     "decode_state",
+    "describe",
+    "discover",
     "encode_state",
     "fleet_key",
     "from_env",
+    "last_changes",
+    "parse_state_key",
     "process_origin",
+    "state_key_pattern",
 ]

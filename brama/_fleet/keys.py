@@ -22,7 +22,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from brama._fleet.urls import NAMESPACE_PATTERN, check_namespace
 from brama._validation import check_identifier, check_scope
@@ -35,7 +35,9 @@ __all__ = [
     "check_namespace",
     "fleet_key",
     "new_origin",
+    "parse_state_key",
     "process_origin",
+    "state_key_pattern",
 ]
 
 KEY_PREFIX = "brama"
@@ -68,6 +70,38 @@ def fleet_key(namespace: str, identifier: str, scope: str | None = None) -> Flee
     tag = quote(scope or "", safe=_SAFE) + "/" + quote(identifier, safe=_SAFE)
     base = f"{KEY_PREFIX}:{namespace}:{{{tag}}}:"
     return FleetKey(namespace, scope, identifier, base + "state", base + "counters")
+
+
+def state_key_pattern(namespace: str) -> str:
+    """A `SCAN ... MATCH` glob of every state key of `namespace` (and of no other namespace:
+    a namespace never holds `{`, so `brama:shop:` cannot start a key of `brama:shop:eu:`).
+    The hash tag's braces are escaped, as MATCH would otherwise read them as glob syntax
+    in some servers; the tag's content is percent-encoded, so it holds no glob character."""
+    return f"{KEY_PREFIX}:{check_namespace(namespace)}:\\{{*\\}}:state"
+
+
+def parse_state_key(key: str | bytes, namespace: str) -> tuple[str | None, str] | None:
+    """`(scope, identifier)` of a state key of `namespace` made by `fleet_key`, or None when
+    `key` is not one (another namespace, the counters key, a foreign or malformed key).
+    Exactly the inverse of `fleet_key`: a key it would not produce again is refused."""
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    prefix = f"{KEY_PREFIX}:{check_namespace(namespace)}:{{"
+    suffix = "}:state"
+    if not (text.startswith(prefix) and text.endswith(suffix)):
+        return None
+    tag = text[len(prefix):len(text) - len(suffix)]
+    scope_part, slash, identifier_part = tag.partition("/")
+    if not slash or not identifier_part or "/" in identifier_part:
+        return None
+    scope = None
+    try:
+        identifier = unquote(identifier_part, errors="strict")
+        if scope_part:
+            scope = unquote(scope_part, errors="strict")
+        rebuilt = fleet_key(namespace, identifier, scope)
+    except (UnicodeDecodeError, TypeError, ValueError):
+        return None
+    return (scope, identifier) if rebuilt.state == text else None
 
 
 def changes_channel(namespace: str) -> str:

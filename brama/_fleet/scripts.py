@@ -42,24 +42,27 @@ if current[1] then
     return {0, current[1], current[2], now[1], now[2]}
   end
   version = string.format('%d', redis.call('HINCRBY', KEYS[1], 'v', 1))
-  redis.call('HSET', KEYS[1], 's', ARGV[2])
   status = 1
 else
   local born = tonumber(now[1]) * 1000000 + tonumber(now[2])
   version = string.format('%d', math.max(tonumber(ARGV[1]) + 1, born))
-  redis.call('HSET', KEYS[1], 'v', version, 's', ARGV[2])
   status = 2
 end
+local at = now[1] .. '.' .. string.format('%06d', now[2])
+redis.call('HSET', KEYS[1], 'v', version, 's', ARGV[2], 'o', ARGV[6] or '', 't', at,
+  'ov', version)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[4], '{"v":' .. version .. ',"t":' .. now[1] .. '.' ..
-  string.format('%06d', now[2]) .. ',' .. ARGV[5] .. ',"s":' .. ARGV[2] .. '}')
+redis.call('PUBLISH', ARGV[4], '{"v":' .. version .. ',"t":' .. at .. ',' .. ARGV[5] ..
+  ',"s":' .. ARGV[2] .. '}')
 return {status, version, false, now[1], now[2]}
 """
 """Compare-and-set of one connection's state.
 
 KEYS: state hash, counters hash. ARGV: expected version (decimal; "0" = none known), new
-state JSON, TTL in ms, channel, notice header (`"k":..,"o":..,"e":..`).
+state JSON, TTL in ms, channel, notice header (`"k":..,"o":..,"e":..`), origin of the change.
+Besides `v` and `s` the state hash keeps the last change's origin `o`, its server time `t`
+and `ov`, the version they belong to (a Brama without this field leaves `ov` behind `v`).
 Reply `{status, version, state, time_s, time_us}`:
 - status 1: written; `version` is the new version (expected + 1), `state` is nil;
 - status 2: the key was missing: created from the new state at a fresh version;

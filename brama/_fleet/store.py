@@ -244,8 +244,9 @@ class FleetStore:
                     wall: float | None = None) -> Result:
         """`transition` with the state already encoded as `text`."""
         expected = _count("expected_version", expected_version)
-        header = notice_header(key, self.origin if origin is None else origin, events, wall)
-        args = (str(expected), text, self._ttl_ms, self.channel, header)
+        decider = self.origin if origin is None else origin
+        header = notice_header(key, decider, events, wall)
+        args = (str(expected), text, self._ttl_ms, self.channel, header, decider)
         reply = self._script(TRANSITION, key, args, "transition")
         status, version = reply[0], int(reply[1])
         if status == 0:

@@ -9,7 +9,9 @@ under any prefix of another WSGI application):
   snapshot read per poll and nothing per call.
 - `/api/connections`: `{"now", "running", "connections": [status, ...]}`; `now` is the
   system's clock (wall seconds), so a page computes "time left open" from `open_until` with
-  the server's clock, even a `FakeClock`. `?scope=` keeps one scope.
+  the server's clock, even a `FakeClock`. `?scope=` keeps one scope. With a `fleet` view
+  (`python -m brama dashboard --backend`), also `"fleet": {...}` (backend, namespace,
+  whether it answers) and each connection's `last_change` (origin, time, version).
 - `/events`: Server-Sent Events (see `brama.web._stream`). `?events=` picks the event types
   (comma-separated, or `all`); by default every type except `success`, because a subscriber
   to `success` takes every success off Brama's fast path (a healthy call then costs an actor
@@ -21,21 +23,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 import brama
 from brama.errors import BramaError
 from brama.integrations import check_system, statuses
 from brama.otp import get_logger, safe_repr
-from brama.types import EventType
-from brama.web._encode import dumps, status_dict
+from brama.types import ConnectionStatus, EventType
+from brama.web._encode import dumps, jsonable, status_dict
 from brama.web._stream import EventStream
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["DEFAULT_EVENTS", "StatusApp", "app"]
+__all__ = ["DEFAULT_EVENTS", "FleetAnnotations", "StatusApp", "app"]
 
 DEFAULT_EVENTS: frozenset[EventType] = frozenset(EventType) - {EventType.SUCCESS}
 """The event types `/events` streams without `?events=`: all but `success` (see above)."""
@@ -66,6 +68,16 @@ def _check_number(name: str, value: Any, low: float, high: float, *,
     return value
 
 
+class FleetAnnotations(Protocol):
+    """What a view of the whole fleet adds to `/api/connections` (see `brama.web._fleetview`)."""
+
+    def summary(self) -> dict[str, Any]:
+        """The `fleet` object of the answer."""
+
+    def row(self, status: ConnectionStatus) -> dict[str, Any]:
+        """Fields added to one connection's object."""
+
+
 class _HTTPError(Exception):
     """A request that gets an error answer (status line, JSON message, extra headers)."""
 
@@ -86,8 +98,9 @@ class StatusApp:
 
     def __init__(self, system: brama.Brama | None = None, *, queue_size: int = 256,
                  heartbeat: float = 15.0, max_streams: int = 32,
-                 poll_interval: float = 1.0) -> None:
+                 poll_interval: float = 1.0, fleet: FleetAnnotations | None = None) -> None:
         self._system = check_system(system)
+        self._fleet = fleet
         self._queue_size = int(_check_number("queue_size", queue_size, 1, 100_000,
                                              integer=True))
         self._heartbeat = float(_check_number("heartbeat", heartbeat, 0.01, 3600))
@@ -194,10 +207,14 @@ class StatusApp:
     def _connections(self, query: dict[str, list[str]]) -> bytes:
         system = self._target()
         scope = _single(query, "scope")
-        rows = [status_dict(status) for status in statuses(system)
-                if scope is None or status.scope == scope]
-        return dumps({"now": system.clock.time(), "running": system.running,
-                      "connections": rows})
+        fleet = self._fleet
+        rows = [status_dict(status) | ({} if fleet is None else jsonable(fleet.row(status)))
+                for status in statuses(system) if scope is None or status.scope == scope]
+        answer: dict[str, Any] = {"now": system.clock.time(), "running": system.running,
+                                  "connections": rows}
+        if fleet is not None:
+            answer["fleet"] = jsonable(fleet.summary())
+        return dumps(answer)
 
     def _open_stream(self, query: dict[str, list[str]]) -> EventStream:
         events = _event_types(_single(query, "events"))

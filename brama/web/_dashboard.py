@@ -7,9 +7,11 @@
   schedule of healthy phases and bursts of 503s or time-outs that repeats every minute), with
   worker threads calling them through `@brama.circuit_breaker`; their circuits open,
   half-open and close on the page as the services fail and recover.
-- `--backend URL`: a system on a shared backend (Redis), whose page shows the whole fleet.
-  The backend is passed to `brama.start(backend=...)`; a Brama without that option says so
-  and the command exits with status 2.
+- `--backend URL [--namespace NS]`: the page of the whole fleet on that backend: a system
+  started with `brama.start(backend=URL, namespace=NS)` and a `FleetView` that registers
+  every connection the fleet's processes have in Redis (discovered every `--interval`
+  seconds), so each row is the fleet's live state of one connection, with the origin of its
+  last change; a backend that does not answer is shown on the page, never a crash.
 
 Ctrl-C stops it: workers first, then the event streams, the server and the system.
 """
@@ -38,11 +40,13 @@ from brama._demo import (
     make_schedule,
     worker,
 )
+from brama._fleet import FleetConfig, RedisMissingError
 from brama.errors import ConfigError
-from brama.web._app import app
+from brama.web._app import StatusApp
+from brama.web._fleetview import DEFAULT_INTERVAL, FleetView
 from brama.web._server import make_server
 
-__all__ = ["BackendUnavailableError", "DashboardConfig", "run", "start_system"]
+__all__ = ["DashboardConfig", "fleet_view", "run", "start_system"]
 
 DEMO_PERIOD = 60.0
 """Seconds after which a demo service's schedule starts over."""
@@ -55,39 +59,39 @@ DEMO_SERVICES: tuple[tuple[str, str | None], ...] = (
 WORKERS_PER_SERVICE = 2
 
 
-class BackendUnavailableError(Exception):
-    """`--backend` was given to a Brama that has no shared backend."""
-
-
 @dataclass(frozen=True)
 class DashboardConfig:
     """The command-line options of the dashboard."""
 
     port: int = 8000
     backend: str | None = None
+    namespace: str | None = None
+    """The fleet's namespace (None: the system option's, `BRAMA_NAMESPACE` or `"brama"`)."""
+    interval: float = DEFAULT_INTERVAL
+    """Seconds between discovery passes of the fleet view."""
     demo: bool = False
     seed: int = 1
 
 
-def start_system(backend: str | None) -> brama.Brama:
-    """The default system (started if need be), or a new default system on `backend`.
-
-    The shared backend is a newer keyword of `brama.start`: this version tells whether it is
-    accepted by trying it. A TypeError (the keyword is not in the signature) or a ConfigError
-    naming `backend` as an unknown option (how `Brama(**options)` refuses it today) means it
-    does not exist; any other error (a malformed URL, an unreachable server) is the
-    backend's own and propagates.
-    """
+def start_system(backend: str | None, namespace: str | None = None) -> brama.Brama:
+    """The default system (started if need be), or a new default system on `backend` (in
+    `namespace`, else the system option's). A bad URL or namespace raises ConfigError, a
+    missing redis-py RedisMissingError; an unreachable server is no error (the fleet view
+    shows it)."""
     if backend is None:
         return brama.default()
-    try:
-        return brama.start(backend=backend)
-    except TypeError as error:
-        raise BackendUnavailableError(str(error)) from error
-    except ConfigError as error:
-        if "unknown option 'backend'" in str(error):
-            raise BackendUnavailableError(str(error)) from error
-        raise
+    options: dict[str, str] = {"backend": backend}
+    if namespace is not None:
+        options["namespace"] = namespace
+    return brama.start(**options)
+
+
+def fleet_view(system: brama.Brama, interval: float = DEFAULT_INTERVAL) -> FleetView | None:
+    """A fleet view of `system` (not started), or None when it has no backend."""
+    link = system.runtime.fleet
+    config = getattr(link, "config", None)
+    return FleetView(system, config, interval=interval) if isinstance(config,
+                                                                      FleetConfig) else None
 
 
 class _LoopingService(FlakyService):
@@ -152,14 +156,14 @@ def run(config: DashboardConfig, out: TextIO, err: TextIO,
         stop: threading.Event | None = None) -> int:
     """Serve the dashboard until Ctrl-C (or until `stop` is set); returns the exit status."""
     try:
-        start_system(config.backend)
-    except BackendUnavailableError:
-        print(f"python -m brama dashboard: --backend is not available in this version of "
-              f"Brama {brama.__version__} (it has no shared backend yet); run without "
-              f"--backend to see this process's connections", file=err)
+        system = start_system(config.backend, config.namespace)
+    except (ConfigError, RedisMissingError, ValueError, TypeError) as error:
+        print(f"python -m brama dashboard: {error}", file=err)
         return 2
+    view: FleetView | None = None
     try:
-        status_app = app()
+        view = fleet_view(system, config.interval)
+        status_app = StatusApp(fleet=view)
         try:
             server = make_server(status_app, port=config.port)
         except OSError as error:
@@ -168,6 +172,14 @@ def run(config: DashboardConfig, out: TextIO, err: TextIO,
             return 1
         done = threading.Event() if stop is None else stop
         with server, (_demo(config.seed, out) if config.demo else contextlib.nullcontext()):
+            if view is not None:
+                view.start()
+                fleet = view.summary()
+                state = ("" if fleet["available"]
+                         else f"; the backend does not answer yet ({fleet['error']})")
+                print(f"  fleet {fleet['namespace']!r} on {fleet['backend']}: "
+                      f"{fleet['discovered']} connections, discovery every "
+                      f"{view.interval:g} s{state}", file=out, flush=True)
             print(f"Brama dashboard on {server.url}  (Ctrl-C to stop)", file=out, flush=True)
             thread = threading.Thread(target=server.serve_forever, name="brama-dashboard",
                                       kwargs={"poll_interval": 0.2}, daemon=True)
@@ -178,10 +190,14 @@ def run(config: DashboardConfig, out: TextIO, err: TextIO,
             except KeyboardInterrupt:
                 print("\nstopping", file=out, flush=True)
             finally:
+                if view is not None:
+                    view.close()  # no discovery pass while the system stops
                 status_app.close()  # ends the event streams, so their threads end too
                 server.shutdown()
                 thread.join()
         print("dashboard stopped", file=out, flush=True)
         return 0
     finally:
+        if view is not None:
+            view.close()
         brama.shutdown()

@@ -1,6 +1,6 @@
 """`python -m brama dashboard`: the demo behind a real page in a child process (stopped with
-Ctrl-C), the port check, and the --backend branch: refused clearly by a Brama without a shared
-backend, passed through unchanged by one that has it."""
+Ctrl-C), the checks of the options. The page of a fleet (`--backend`) is tested against a
+real Redis in tests/fleet/test_fleet_dashboard.py."""
 
 from __future__ import annotations
 
@@ -86,51 +86,6 @@ def serve_until_ready(config):
     return thread, stop, out, err, result
 
 
-@pytest.mark.parametrize("refusal", [
-    TypeError("start() got an unexpected keyword argument 'backend'"),
-    ConfigError("unknown option 'backend' (from the options given at start); accepted ..."),
-])
-def test_backend_on_a_brama_without_one_exits_2_with_a_clear_message(
-        refusal, monkeypatch, no_default_system):
-    def start(**options):
-        raise refusal
-
-    monkeypatch.setattr(brama, "start", start)
-    out, err = io.StringIO(), io.StringIO()
-    assert run(DashboardConfig(port=0, backend="redis://127.0.0.1:6379/0"), out, err) == 2
-    assert "--backend is not available in this version of Brama" in err.getvalue()
-    assert out.getvalue() == ""
-
-
-def test_this_version_refuses_backend_as_an_unknown_option_or_accepts_it(no_default_system):
-    """Whichever this Brama does, start_system() takes the right branch for it."""
-    try:
-        brama.Brama(backend="redis://127.0.0.1:1/0").stop()
-    except ConfigError as error:
-        assert "unknown option 'backend'" in str(error)  # what start_system() recognises
-    except TypeError:
-        pass
-    else:  # pragma: no cover - once the shared backend exists
-        pytest.skip("this Brama has a backend option")
-
-
-def test_backend_is_passed_to_a_brama_that_has_one(monkeypatch, no_default_system):
-    real_start, given = brama.start, []
-
-    def start(**options):
-        given.append(options)
-        return real_start()  # as if the backend had been accepted
-
-    monkeypatch.setattr(brama, "start", start)
-    thread, stop, out, err, result = serve_until_ready(
-        DashboardConfig(port=0, backend="redis://127.0.0.1:6379/0"))
-    stop.set()
-    thread.join(WAIT)
-    assert result == [0], err.getvalue()
-    assert given == [{"backend": "redis://127.0.0.1:6379/0"}]
-    assert out.getvalue().endswith("dashboard stopped\n")
-
-
 def test_other_backend_errors_propagate(monkeypatch, no_default_system):
     def start(**options):
         raise ConfigError("backend='redis:/oops' is not a redis:// URL")
@@ -138,6 +93,29 @@ def test_other_backend_errors_propagate(monkeypatch, no_default_system):
     monkeypatch.setattr(brama, "start", start)
     with pytest.raises(ConfigError, match="not a redis:// URL"):
         start_system("redis:/oops")
+
+
+def test_a_bad_backend_url_exits_2_with_the_reason(no_default_system):
+    out, err = io.StringIO(), io.StringIO()
+    assert run(DashboardConfig(port=0, backend="http://127.0.0.1:6379/0"), out, err) == 2
+    assert err.getvalue().startswith("python -m brama dashboard: ")
+    assert "backend" in err.getvalue() and "Traceback" not in err.getvalue()
+    assert out.getvalue() == ""
+
+
+def test_namespace_without_backend_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dashboard", "--namespace", "shop"])
+    assert exit_info.value.code == 2
+    assert "--namespace needs --backend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("interval", ["0", "3601", "soon"])
+def test_a_bad_interval_is_refused_with_the_range(interval, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dashboard", "--interval", interval])
+    assert exit_info.value.code == 2
+    assert "--interval" in capsys.readouterr().err
 
 
 def test_a_port_in_use_is_reported(no_default_system):

@@ -160,6 +160,8 @@
     row.cells.window.textContent = windowRates(c);
     row.cells.window.title = c.calls_in_window > 0 ? `${c.calls_in_window} calls in the window` : "";
     row.cells.openFor.textContent = openFor(c);
+    const change = c.last_change;
+    row.cells.state.title = change ? `last change by ${change.origin}` : "";
     const reason = c.last_failure_reason === null ? "" : `last failure: ${c.last_failure_reason}`;
     row.cells.name.title = [reason, `metadata: ${JSON.stringify(c.metadata)}`]
       .filter(Boolean).join("\n");
@@ -204,7 +206,13 @@
       ? `${sorted.length} connection${sorted.length === 1 ? "" : "s"} · ` +
         `${count("open")} open · ${count("half_open")} half-open · ${count("closed")} closed`
       : "this Brama system is stopped";
-    document.getElementById("summary").textContent = summary;
+    const fleet = data.fleet;
+    const where = fleet ? `fleet ${fleet.namespace} on ${fleet.backend} · ` : "";
+    const down = fleet && !fleet.available
+      ? ` · backend unavailable (${fleet.error}): last known state` : "";
+    const line = document.getElementById("summary");
+    line.textContent = where + summary + down;
+    line.classList.toggle("down", Boolean(down));
   }
 
   async function poll() {
@@ -258,6 +266,7 @@
     if (d.failure_count !== undefined) parts.push(`failures ${d.failure_count}`);
     if (d.reason !== undefined && d.reason !== null) parts.push(`reason ${d.reason}`);
     if (Array.isArray(d.removed)) parts.push(`removed ${d.removed.length}`);
+    if (typeof d.origin === "string") parts.push(`by ${d.origin}`);
     return parts.join(" · ");
   }
 
