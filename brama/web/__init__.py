@@ -6,7 +6,8 @@
     server.serve_forever()
 
 or mount `app()` in any WSGI server or framework (it uses relative URLs, so any prefix works),
-or run `python -m brama dashboard [--port N] [--demo]`. The page lists every connection with
+or run `python -m brama dashboard [--port N] [--demo]` (with `--backend URL [--namespace NS]`
+it shows the whole fleet on that backend). The page lists every connection with
 its state, failure count, success rate, time left open and a sparkline of recent calls, and
 updates live without reloading: it polls `/api/connections` (JSON) and listens to `/events`
 (Server-Sent Events). See docs/observability.md.

@@ -83,3 +83,25 @@ def test_parse_is_the_inverse_of_fleet_key():
         assert parse_state_key(key, "n") == (scope, identifier)
         assert parse_state_key(key.encode(), "n") == (scope, identifier)
     assert state_key_pattern("shop") == "brama:shop:\\{*\\}:state"
+
+
+def test_last_changes_name_the_writer_of_the_current_version(server, store, namespace):
+    from brama._fleet import last_changes
+
+    joined_only, changed, legacy = store.key("joined"), store.key("changed"), store.key("old")
+    store.join(joined_only, FleetState(Circuit()))
+    for key in (changed, legacy):
+        snapshot = store.join(key, FleetState(Circuit()))
+        result = store.transition(key, snapshot.version, snapshot.state)
+        assert result.written
+    admin = server.admin()
+    admin.hincrby(legacy.state, "v", 1)  # a writer that does not record its origin
+    clock = admin.time()
+    changes = last_changes(store.client, namespace, [(None, "joined"), (None, "changed"),
+                                                     (None, "old"), (None, "missing")])
+    assert set(changes) == {(None, "changed")}
+    change = changes[(None, "changed")]
+    assert change.origin == store.origin
+    assert change.version == int(admin.hget(changed.state, "v"))
+    assert abs(change.at - (clock[0] + clock[1] / 1e6)) < 5.0
+    assert last_changes(store.client, namespace, []) == {}
