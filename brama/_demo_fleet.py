@@ -8,7 +8,8 @@ What happens, in the order the code below does it:
    process dies (PDEATHSIG, atexit).
 2. The `FlakyService` of `brama._demo` follows a schedule drawn from the seed (healthy, bursts
    of 503s or time-outs, recoveries). Each outage reaches worker w1 first: the other workers
-   are between batches for its first `HEAD_START` seconds, so w1 meets it alone.
+   are between batches from just before it starts until they hear the circuit open (or the
+   outage ends), so w1 meets it alone, whatever the machine's speed.
 3. Worker processes (`python -m brama._demo_fleet worker SPEC`, in sessions of their own so a
    Ctrl-C reaches only this process, which stops them) each run a `brama.Brama(backend=URL,
    namespace=...)`, register the same connection, subscribe to its state changes and call the
@@ -39,8 +40,6 @@ from typing import Any, Literal, TextIO
 
 import brama
 from brama._demo import (
-    CALL_INTERVAL,
-    CLIENT_TIMEOUT,
     CONNECTION,
     EXPIRY,
     MAX_ATTEMPTS,
@@ -57,13 +56,10 @@ from brama._demo import (
 from brama._fleet.errors import RedisMissingError
 from brama._fleet.server import LocalRedis, die_with_parent, find_server
 
-__all__ = ["DEFAULT_WORKERS", "HEAD_START", "idle_windows", "run_fleet", "unavailable",
+__all__ = ["DEFAULT_WORKERS", "idle_windows", "run_fleet", "unavailable",
            "worker_main"]
 
 DEFAULT_WORKERS = 3
-HEAD_START = MAX_ATTEMPTS * (CLIENT_TIMEOUT + CALL_INTERVAL) + 0.5
-"""Seconds of each outage that w1 meets alone: its MAX_ATTEMPTS failures (time-outs are the
-slowest), the trip and a margin."""
 NAMESPACE = "brama-demo"
 READY_TIMEOUT = 60.0
 """Longest wait for a worker process to start (import, connect, register, subscribe)."""
@@ -89,9 +85,10 @@ def unavailable() -> str | None:
 
 
 def idle_windows(schedule: list[Phase]) -> list[tuple[float, float]]:
-    """When the workers other than w1 are between batches: from just before each outage to
-    HEAD_START seconds into it (seconds since the service started)."""
-    return [(max(0.0, p.start - 0.1), p.start + HEAD_START)
+    """When the workers other than w1 may be between batches: from just before each outage to
+    its end (seconds since the service started); they resume as soon as they hear the circuit
+    open."""
+    return [(max(0.0, p.start - 0.1), p.end)
             for p in schedule if p.kind != "healthy"]
 
 
@@ -121,6 +118,8 @@ def worker_main(spec: dict[str, Any]) -> int:
             print(json.dumps(message), file=out, flush=True)
 
     go, stop = threading.Event(), threading.Event()
+    tripped = threading.Event()
+    """Set while this worker's view of the circuit is not closed (and on stop)."""
     start: list[float] = []
 
     def listen() -> None:  # the parent's orders; end of file (the parent died) is a stop
@@ -132,8 +131,13 @@ def worker_main(spec: dict[str, Any]) -> int:
                 break
         stop.set()
         go.set()
+        tripped.set()
 
     def heard(event: brama.Event) -> None:
+        if event.data["new_state"] is brama.CircuitState.CLOSED:
+            tripped.clear()
+        else:
+            tripped.set()
         send(type="event", t=time.time(), ts=event.timestamp,
              prev=str(event.data["previous_state"].value),
              new=str(event.data["new_state"].value), origin=event.data.get("origin", ""),
@@ -151,10 +155,10 @@ def worker_main(spec: dict[str, Any]) -> int:
         go.wait()
 
         def paced() -> int:
-            for begin, end in idle:  # between batches: no call
+            for begin, end in idle:  # between batches until the circuit opens: no call
                 now = time.time() - start[0]
                 if begin <= now < end:
-                    stop.wait(end - now)
+                    tripped.wait(end - now)
             tally.call_started = time.time()
             return fetch()
 
@@ -422,8 +426,8 @@ def _introduce(out: TextIO, config: DemoConfig, url: str, server: LocalRedis,
         f"  breaker   {CONNECTION!r} opens after {MAX_ATTEMPTS} failures in a row anywhere "
         f"in the fleet, half-opens {EXPIRY:.1f} s later,",
         "            once for the fleet, and closes when a trial call succeeds",
-        f"  outages   reach w1 first: {others} are between batches for the first "
-        f"{HEAD_START:.1f} s of each",
+        f"  outages   reach w1 first: {others} are between batches until they hear the "
+        "circuit open",
         f"  run       {config.duration:.1f} s, seed {config.seed} (the same seed gives the "
         "same schedule)",
         "  timeline  the state changes each worker hears (data['origin'] names who decided "
