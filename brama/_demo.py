@@ -34,7 +34,8 @@ from typing import Literal, TextIO
 import brama
 from brama import CircuitOpenError, CircuitState, Event
 
-__all__ = ["DemoConfig", "FlakyService", "Phase", "make_schedule", "run"]
+__all__ = ["PHASE_LABELS", "DemoConfig", "FlakyService", "Phase", "Tally", "make_client",
+           "make_schedule", "run", "short", "worker"]
 
 CONNECTION = "flaky-api"
 MAX_ATTEMPTS = 4
@@ -59,7 +60,7 @@ MIN_DURATION = LEAD_IN[1] + BURST[0] + RECOVERY[0]
 
 PhaseKind = Literal["healthy", "errors", "timeouts"]
 
-_PHASE_LABELS: dict[PhaseKind, str] = {
+PHASE_LABELS: dict[PhaseKind, str] = {
     "healthy": "service healthy: 200 OK",
     "errors": "service failing: 503 Service Unavailable",
     "timeouts": f"service stalling: no answer within {CLIENT_TIMEOUT:.1f} s",
@@ -206,14 +207,15 @@ def classify(status: int) -> Verdict:
     return "success"
 
 
-def make_client(url: str) -> Callable[[], int]:
-    """`fetch()`: GET `url` through the circuit breaker of CONNECTION; returns the HTTP status.
+def make_client(url: str, system: brama.Brama | None = None) -> Callable[[], int]:
+    """`fetch()`: GET `url` through the circuit breaker of CONNECTION (of `system`, the default
+    one if None); returns the HTTP status.
 
     An HTTP error answer is returned as its status (and classified by `classify`); a time-out
     or a refused connection raises, which the decorator reports as a failure and re-raises.
     """
 
-    @brama.circuit_breaker(CONNECTION, error_handler=classify)
+    @brama.circuit_breaker(CONNECTION, error_handler=classify, system=system)
     def fetch() -> int:
         try:
             with urllib.request.urlopen(url, timeout=CLIENT_TIMEOUT) as response:
@@ -279,7 +281,7 @@ class Timeline:
             if phase.start > elapsed:
                 return
             self._next_phase += 1
-            self._print(f"{phase.start:>6.2f}s  -- {_PHASE_LABELS[phase.kind]} "
+            self._print(f"{phase.start:>6.2f}s  -- {PHASE_LABELS[phase.kind]} "
                         f"(until {phase.end:.2f}s)")
 
     def transition(self, event: Event) -> None:
@@ -301,7 +303,7 @@ class Timeline:
         self._print(
             f"{elapsed:>6.2f}s  {what:<24}{event.data['failure_count']:>5}"
             f"{totals.total_successes:>6}{totals.total_failures:>8}{totals.rejected_calls:>10}"
-            f"  {_short(event.data['reason'])}"
+            f"  {short(event.data['reason'])}"
         )
 
     def finish(self, elapsed: float) -> None:
@@ -314,7 +316,8 @@ class Timeline:
         print(line, file=self.out, flush=True)
 
 
-def _short(reason: object, width: int = 40) -> str:
+def short(reason: object, width: int = 40) -> str:
+    """`reason` as text, cut to `width` characters."""
     text = str(reason)
     return text if len(text) <= width else text[: width - 3] + "..."
 

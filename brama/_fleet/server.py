@@ -40,7 +40,8 @@ from typing import Any
 
 from brama._fleet.config import require_redis
 
-__all__ = ["START_TIMEOUT", "LocalRedis", "find_server", "free_port", "stop_all"]
+__all__ = ["START_TIMEOUT", "LocalRedis", "die_with_parent", "find_server", "free_port",
+           "stop_all"]
 
 START_TIMEOUT = 10.0
 """Longest wait for a server to answer PING after it was started."""
@@ -72,7 +73,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """`preexec_fn` of a child that must die with the thread starting it (Linux: PDEATHSIG;
+    elsewhere nothing). Runs in the child between fork and exec."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PDEATHSIG
@@ -125,7 +128,7 @@ class LocalRedis:
             with open(os.path.join(self.directory, "stderr"), "ab") as errors:
                 self.process = subprocess.Popen(
                     self.command(), stdin=subprocess.DEVNULL, stdout=errors, stderr=errors,
-                    start_new_session=True, preexec_fn=_die_with_parent)
+                    start_new_session=True, preexec_fn=die_with_parent)
             with _lock:
                 _running.add(self)
             if self._wait_ready():

@@ -66,19 +66,25 @@ def test_a_trip_in_one_process_stops_the_others_within_100_ms(fleet) -> None:
 
 def test_counts_add_up_across_processes(fleet) -> None:
     register(fleet, max_attempts=10, expiry=60)
+    # Every success first, then the failures. A success anywhere resets the fleet's
+    # consecutive count once its process has heard of a failure, so a worker whose
+    # successes ran after another's failures (a loaded machine runs the workers in any
+    # order) would rightly reset it, and the 10th failure below would not trip.
+    for phase, count in (("success", 50), ("failure", 3)):
+        for worker in fleet:
+            for _ in range(count):
+                worker.send("call", method=phase, args=("pay",))
+        for worker in fleet:
+            for _ in range(count):
+                worker.reply()
+    # 9 failures over the fleet, no success after them: closed, 9 in a row
     for worker in fleet:
-        for _ in range(50):
-            worker.send("call", method="success", args=("pay",))
-        for _ in range(3):
-            worker.send("call", method="failure", args=("pay",))
-    for worker in fleet:
-        for _ in range(53):
-            worker.reply()
-    # 9 failures over the fleet, none reset by the successes before them: closed
+        eventually(lambda w=worker: w.ask("call", method="status", args=("pay",))
+                   .failure_count == 9, what="9 failures in a row, heard by every worker")
     assert [state(w) for w in fleet] == [CircuitState.CLOSED] * 3
     fleet[0].ask("call", method="failure", args=("pay",))  # the 10th
     for worker in fleet:
-        eventually(lambda w=worker: state(w) is OPEN)
+        eventually(lambda w=worker: state(w) is OPEN, what="the trip, heard by every worker")
         eventually(lambda w=worker: (
             (s := w.ask("call", method="status", args=("pay",))).total_failures == 10
             and s.total_successes == 150), timeout=10, what="the fleet's totals")
