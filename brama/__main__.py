@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from brama._demo import MIN_DURATION, DemoConfig, run
 
@@ -23,48 +24,29 @@ MAX_FLEET = 8
 """The most worker processes `demo --fleet` starts."""
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 64, got {value}")
-    return value
+def _bounded(kind: type[int] | type[float], low: float, high: float,
+             note: str = "") -> Callable[[str], Any]:
+    """An argparse `type=`: `kind(text)` within [low, high], else a message with the range."""
+    noun = "a whole number" if kind is int else "a number of seconds"
+    unit = "" if kind is int else " seconds"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {noun}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be between {low:g} and {high:g}{unit}{note}, got {text}")
+        return value
+
+    return parse
 
 
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not MIN_DURATION <= value <= 3600:
-        raise argparse.ArgumentTypeError(
-            f"must be between {MIN_DURATION:g} and 3600 seconds, got {text}"
-        )
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"must be between 0 and 65535 (0: any free port), got {value}"
-        )
-    return value
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not 0.1 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be between 0.1 and 3600 seconds, got {text}")
-    return value
+_workers = _bounded(int, 1, 64)
+_duration = _bounded(float, MIN_DURATION, 3600)
+_port = _bounded(int, 0, 65535, " (0: any free port)")
+_interval = _bounded(float, 0.1, 3600)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -434,6 +434,6 @@ def _summary(out: TextIO, config: DemoConfig, tally: Tally, timeline: Timeline,
         f"rejected_calls={status.rejected_calls}",
         f"  states seen       {', '.join(s.value for s in CircuitState if s in timeline.seen)}",
         "",
-        "The code of this demo is brama/demo.py; more in examples/.",
+        "The code of this demo is brama/_demo.py; more in examples/.",
     ]
     print("\n".join(lines), file=out, flush=True)
