@@ -7,10 +7,12 @@ only for state that offers nothing to wait on).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pickle
 import queue
+import re
 import select
 import signal
 import subprocess
@@ -18,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +284,32 @@ def run_threads(target: Callable[[int], Any], count: int, timeout: float = 40.0,
     if errors:
         raise errors[0]
     return results
+
+
+@contextlib.contextmanager
+def dashboard_process(*args: str) -> Iterator[tuple[str, list[str]]]:
+    """`python -m brama dashboard --port 0 *args` in a process of its own: yields (the page's
+    URL, the lines it printed up to it), then stops it with Ctrl-C and checks that it stopped
+    cleanly (status 0, "dashboard stopped", no traceback)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "brama", "dashboard", "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines: list[str] = []
+        while not lines or "Brama dashboard on" not in lines[-1]:
+            assert process.stdout is not None and process.stderr is not None
+            line = timed_call(process.stdout.readline, 3 * WAIT).value
+            assert line, f"the dashboard ended early: {lines} {process.stderr.read()}"
+            lines.append(line)
+        found = re.search(r"http://127\.0\.0\.1:\d+/", lines[-1])
+        assert found, lines
+        yield found.group(0), lines
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=6 * WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert out.endswith("dashboard stopped\n")
+    assert "Traceback" not in err
