@@ -133,11 +133,10 @@ def test_ctrl_c_stops_everything() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert demo.stdout is not None
     seen = []
-    for line in demo.stdout:  # until the timeline runs
+    for line in demo.stdout:  # until the first outage: workers busy, the breaker moving
         seen.append(line)
-        if re.match(r"^\s*0\.00s", line):
+        if re.match(r"^\s*\d+\.\d\ds\s+--\s+service failing", line):
             break
-    time.sleep(1.0)
     demo.send_signal(signal.SIGINT)
     rest, errors = demo.communicate(timeout=60)
     output = "".join(seen) + rest
