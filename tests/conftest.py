@@ -25,6 +25,10 @@ LONGEST_FIRST = (
     "tests/reliability/test_model.py::test_brama_matches_reference_model",
     "tests/reliability/test_model.py::test_brama_matches_reference_model_with_hibernation",
     "tests/reliability/test_model_policies.py::test_brama_matches_reference_model_with_rate_policies",
+    "tests/fleet/test_model_fleet.py::test_a_fleet_of_two_matches_the_reference_model",
+    "tests/test_demo_fleet.py::test_one_workers_trip_stops_the_whole_fleet",
+    "tests/reliability/test_attack_timers.py::test_unregistered_connections_leave_no_timers_behind",
+    "tests/test_examples.py::test_demo_shows_the_whole_cycle",
 )
 
 
