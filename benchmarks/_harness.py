@@ -148,26 +148,28 @@ class Outcome:
 class Contender:
     """One contender of a case: `build(env)` returns its loop (or an `Arm` with hooks).
 
-    Compared contenders get a ratio against `vs` (default: the case's reference) and the
-    case's target; the others are references and context. `scale`: a fraction of the case's
-    sample size, for slow contenders."""
+    Compared contenders get a ratio against `vs` (default: the case's reference) and, when
+    `judged`, the case's target; the others are references and context. `scale`: a fraction
+    of the case's sample size, for slow contenders."""
 
     label: str
     build: Callable[[Env], Arm | Loop]
     compared: bool = True
     vs: str | None = None
     scale: float = 1.0
+    judged: bool = True
 
 
 def ours(label: str, build: Callable[[Env], Arm | Loop], *, vs: str | None = None,
-         scale: float = 1.0) -> Contender:
-    """A compared contender (Brama's, or the subject of the case)."""
-    return Contender(label, build, True, vs, scale)
+         scale: float = 1.0, judged: bool = True) -> Contender:
+    """A compared contender (Brama's, or the subject of the case); `judged=False`: a ratio
+    without the case's target (a setting the target is not about)."""
+    return Contender(label, build, True, vs, scale, judged)
 
 
 def peer(label: str, build: Callable[[Env], Arm | Loop], *, scale: float = 1.0) -> Contender:
     """A reference or context contender: no ratio, no target."""
-    return Contender(label, build, False, None, scale)
+    return Contender(label, build, False, None, scale, False)
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,7 @@ class Case:
         ref = c.vs or self.ref
         if c.compared and ref is not None:
             row.ratio = median(costs) / median(raw[ref])
-            if self.target is not None:
+            if self.target is not None and c.judged:
                 judge(row, self.target)
         return row
 

@@ -175,7 +175,7 @@ CASES: list[Case | Probe] = [
                  deco("failing", boom, ValueError, max_attempts=HUGE, hibernate_after=AWAKE)),
             ours("brama manual: f() raises, system.failure (awake actor)", manual_failure),
             ours("brama manual: f() raises, system.failure (hibernated actor)",
-                 hibernated_failure, scale=0.01),
+                 hibernated_failure, scale=0.01, judged=False),
             peer(PB_FAIL, pb_deco(boom, ValueError, fail_max=HUGE)),
             peer("circuitbreaker @circuit, function raises",
                  cb_deco(boom, ValueError, failure_threshold=HUGE)),
