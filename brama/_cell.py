@@ -15,8 +15,9 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from brama._circuit import CLOSED, OPEN, Circuit, expiry_for, window_of
+from brama._circuit import CLOSED, OPEN, Circuit, expiry_for
 from brama._options import Options
+from brama._rates import window_of
 from brama._window import Rates
 from brama.types import ConnectionStatus
 

@@ -42,7 +42,7 @@ Decisions where the contract leaves room:
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from brama._circuit_state import CLOSED, EMPTY, HALF_OPEN, OPEN, Circuit, Step, new_circuit
 from brama._expiry import expiry_overrides, next_opening_expiry
@@ -72,7 +72,7 @@ from brama._messages import (
     permit_timer,
 )
 from brama._options import Options
-from brama._window import TimeWindow, Window, new_window
+from brama._rates import exceeded, record_call, window_of
 from brama.types import CircuitState, EventType
 
 __all__ = [
@@ -109,7 +109,7 @@ __all__ = [
     "permit_timer",
     "resume_timers",
     "step",
-    "window_of",
+
 ]
 
 def _cancel(key: Any) -> TimerRequest:
@@ -239,59 +239,15 @@ def _take_permit(c: Circuit, permit: int) -> tuple[tuple[tuple[int, float], ...]
     return None
 
 
+_FAILURE: Final = EventType.FAILURE
+
+
 def _outcome(kind: EventType, failure_count: int, reason: Any,
              wants: frozenset[EventType]) -> tuple[Emit, ...]:
     """The SUCCESS / FAILURE event (failure count after the outcome, and the reason)."""
     if kind in wants:
         return (Emit(kind, {"failure_count": failure_count, "reason": reason}),)
     return ()
-
-
-def window_of(c: Circuit, options: Options, now: float) -> Window | None:
-    """The circuit's window as the current options shape it: its own if it has that shape,
-    else a new, empty one (None when no rate policy is on)."""
-    if not options.windowed:
-        return None
-    window, kind, size = c.window, options.window_type, options.window_size
-    if window is None or window.size != size or (kind == "time") != isinstance(window, TimeWindow):
-        return new_window(kind, size, now)
-    return window
-
-
-def _record(c: Circuit, options: Options, now: Now, failed: bool, duration: float | None,
-            seen_fast: int) -> tuple[Window | None, int]:
-    """The window after one more call (and the hot path's successes since the last step),
-    shaped by the current options; with how many hot-path successes it now holds."""
-    window = window_of(c, options, now.mono)
-    if window is None:
-        return None, seen_fast
-    folded = c.folded  # a new window starts from the successes the old one had folded
-    window = window.add_successes(seen_fast - folded, now.mono)
-    slow = (duration is not None and options.slow_call_duration is not None
-            and duration >= options.slow_call_duration)
-    return window.record(failed, slow, now.mono), max(seen_fast, folded)
-
-
-def _exceeded(window: Window | None, options: Options,
-              now: Now) -> tuple[str, EventType, float, float] | None:
-    """The rate rule a closed circuit's window now breaks: (rule, event, rate, threshold).
-
-    Checked after every call recorded, successes too: the call that brings the window to
-    `minimum_calls` is the first one its rates are judged on."""
-    if window is None:
-        return None
-    rates = window.rates(options.minimum_calls, now.mono)
-    threshold = options.failure_rate_threshold
-    if threshold is not None and rates.failure_rate is not None and (
-        rates.failure_rate >= threshold
-    ):
-        return "failure_rate", EventType.FAILURE_RATE_EXCEEDED, rates.failure_rate, threshold
-    threshold = options.slow_call_rate_threshold
-    if threshold is not None and rates.slow_call_rate is not None and (
-        rates.slow_call_rate >= threshold
-    ):
-        return "slow_call_rate", EventType.SLOW_CALL_RATE_EXCEEDED, rates.slow_call_rate, threshold
-    return None
 
 
 def _trip(c: Circuit, options: Options, now: Now, wants: frozenset[EventType],
@@ -310,11 +266,11 @@ def _on_success(c: Circuit, options: Options, now: Now, permit: int, duration: f
                 wants: frozenset[EventType], seen_fast: int) -> Step:
     """A success resets failures when closed and counts towards closing in half-open."""
     if c.state is CLOSED:
-        window, folded = _record(c, options, now, False, duration, seen_fast)
+        window, folded = record_call(c, options, now, False, duration, seen_fast)
         c = c.evolve(total_successes=c.total_successes + 1, last_success_time=now.wall,
                      last_activity=now.mono, failure_count=0, window=window, folded=folded)
         outcome = _outcome(EventType.SUCCESS, 0, None, wants)
-        broken = _exceeded(window, options, now)
+        broken = exceeded(window, options, now)
         return Step(c, outcome) if broken is None else _trip(c, options, now, wants, outcome,
                                                              broken)
     taken = _take_permit(c, permit) if c.state is HALF_OPEN else None
@@ -345,16 +301,21 @@ def _on_failure(c: Circuit, options: Options, now: Now, reason: Any, permit: int
         c = c.evolve(total_failures=c.total_failures + 1, last_failure_time=now.wall,
                      last_failure_reason=reason, last_activity=now.mono)
         return Step(c, _outcome(EventType.FAILURE, c.failure_count, reason, wants))
-    window, folded = (_record(c, options, now, True, duration, seen_fast) if state is CLOSED
-                      else (c.window, c.folded))
+    if state is not CLOSED:
+        window, folded = c.window, c.folded
+    elif options.windowed:
+        window, folded = record_call(c, options, now, True, duration, seen_fast)
+    else:
+        window, folded = None, seen_fast
     c = c.evolve(
         total_failures=c.total_failures + 1, last_failure_time=now.wall,
         last_failure_reason=reason, last_activity=now.mono, failure_count=c.failure_count + 1,
         permits=c.permits if taken is None else taken[0], window=window, folded=folded,
     )
-    failure = _outcome(EventType.FAILURE, c.failure_count, reason, wants)
+    failure = (_outcome(_FAILURE, c.failure_count, reason, wants) if _FAILURE in wants
+               else ())
     if state is CLOSED and c.failure_count < options.max_attempts:
-        broken = _exceeded(window, options, now)
+        broken = None if window is None else exceeded(window, options, now)
         return Step(c, failure) if broken is None else _trip(c, options, now, wants, failure,
                                                              broken)
     if state is CLOSED:

@@ -143,6 +143,7 @@ def _sync_wrapper(
     fallback: Callable[..., Any] | None,
 ) -> Callable[P, R]:
     held, default, fixed = HELD, _default, breaker.system
+    ignoring = ignore if ignore.classes or ignore.predicates else None  # None: nothing to check
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -163,7 +164,7 @@ def _sync_wrapper(
         try:
             result = func(*args, **kwargs)
         except Exception as exc:
-            if ignore(exc):
+            if ignoring is not None and ignoring(exc):
                 breaker.release(binding[0], cell, NO_PERMIT)
             else:
                 breaker.failure(binding[0], cell, NO_PERMIT, safe_repr(exc))

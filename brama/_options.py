@@ -11,7 +11,7 @@ import datetime
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -198,15 +198,17 @@ class Options:
     window_type: str
     window_size: float
     minimum_calls: int
+    windowed: bool = field(init=False, repr=False, compare=False)
+    """True when a rate policy needs the window of recent calls (derived once: every step of
+    the state machine reads it)."""
 
-    @property
-    def windowed(self) -> bool:
-        """True when a rate policy needs the window of recent calls."""
-        return self.failure_rate_threshold is not None or self.slow_call_duration is not None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "windowed", self.failure_rate_threshold is not None
+                           or self.slow_call_duration is not None)
 
     def as_dict(self) -> dict[str, Any]:
         """The options as a plain dict, keyed by option name."""
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
 
 def unknown_option(name: Any, allowed: Iterable[str], where: str = "") -> ConfigError:
