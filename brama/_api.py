@@ -75,10 +75,15 @@ def unregister(identifier: str, *, scope: str | None = None) -> None:
 
 def available(identifier: str, *, scope: str | None = None) -> bool:
     """May a call to this connection go ahead? (see `Brama.available`)."""
-    if type(identifier) is str and (scope is None or type(scope) is str):  # plain: hashable
-        # the closed-circuit read inlined: this check sits on every call; anything else (a
-        # str subclass, whose __hash__ and __eq__ must not run) goes through the method
-        cell = _default.cells.get(identifier if scope is None else (scope, identifier))
+    # the closed-circuit read inlined: this check sits on every call; anything but a plain str
+    # (a str subclass, whose __hash__ and __eq__ must not run) goes through the method
+    if scope is None:
+        if type(identifier) is str:
+            cell = _default.cells.get(identifier)
+            if cell is not None and cell.circuit.state is CLOSED:
+                return True
+    elif type(identifier) is str and type(scope) is str:
+        cell = _default.cells.get((scope, identifier))
         if cell is not None and cell.circuit.state is CLOSED:
             return True
     return _default.get().available(identifier, scope=scope)

@@ -152,9 +152,14 @@ class Brama(CellMethods, EventMethods, GroupMethods):
 
     def available(self, identifier: str, *, scope: str | None = None) -> bool:
         """True when a call may go ahead; counts a rejection when it may not."""
-        if type(identifier) is str and (scope is None or type(scope) is str):  # plain: hashable
-            cell = self._table.get(identifier if scope is None else (scope, identifier))
-            if cell is not None and cell.circuit.state is CLOSED:  # the common case, inlined
+        if scope is None:  # the common case inlined, for a plain str only (see brama.available)
+            if type(identifier) is str:
+                cell = self._table.get(identifier)
+                if cell is not None and cell.circuit.state is CLOSED:
+                    return True
+        elif type(identifier) is str and type(scope) is str:
+            cell = self._table.get((scope, identifier))
+            if cell is not None and cell.circuit.state is CLOSED:
                 return True
         return self.admit(identifier, scope=scope) != _REFUSED
 
