@@ -45,7 +45,7 @@ from brama._fleet.config import FleetConfig
 from brama._fleet.errors import BackendUnavailable, ContentionError, describe
 from brama._fleet.flusher import Flusher
 from brama._fleet.keys import new_origin
-from brama._fleet.slot import Batch, Outcome, Slot, outcome_counts, tagged
+from brama._fleet.slot import Batch, Outcome, Slot, adopted_events, outcome_counts, tagged
 from brama._fleet.store import Counters, FleetStore, Stepped
 from brama._options import Options
 from brama.otp import ChildSpec, Clock, TimerService, get_logger
@@ -272,7 +272,8 @@ class FleetLink:
                     return None
             else:
                 snapshot = self.store.join(slot.key, FleetState(local, slot.owners))
-            slot.seen = max(slot.seen, snapshot.version)  # events missed meanwhile are gone
+            missed = snapshot.version > max(slot.seen, slot.version)  # unheard transitions
+            slot.seen = max(slot.seen, snapshot.version)  # their events are gone: see below
             batches = self._release(slot, force=True)
             if snapshot.created:  # the fleet had lost it: our state is the fleet's now
                 slot.version, slot.offline, slot.dirty = snapshot.version, Counters(), False
@@ -295,6 +296,9 @@ class FleetLink:
             reopen = circuit.OpenCircuit(OPENED_OFFLINE, local.open_deadline - now.mono)
             stepped = self.step(cell, options, reopen, ALL_EVENTS, fleet.circuit)
             return stepped._replace(timers=None, batches=(*batches, *stepped.batches))
+        adopted = adopted_events(local, fleet.circuit, self.origin) if missed else ()
+        if adopted:  # transitions this process did not hear: its subscribers catch up
+            batches = (*batches, (now.wall, adopted))
         return Outcome(fleet.circuit, now, None, None, batches)
 
     def fold(self, cell: Cell, options: Options) -> Outcome | None:

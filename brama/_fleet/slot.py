@@ -13,14 +13,18 @@ from brama._cell import NO_EXTRA, FleetCounts
 from brama._circuit import Circuit, Emit, Now, TimerRequest
 from brama._fleet.keys import FleetKey
 from brama._fleet.store import Counters
-from brama.types import CircuitState
+from brama.types import CircuitState, EventType
 
-__all__ = ["NO_OWNERS", "Batch", "Outcome", "Slot", "outcome_counts", "tagged"]
+__all__ = ["ADOPTED", "NO_OWNERS", "Batch", "Outcome", "Slot", "adopted_events", "outcome_counts",
+           "tagged"]
 
 NO_OWNERS: Final[Mapping[int, str]] = MappingProxyType({})
 Batch = tuple[float, tuple[Emit, ...]]
 """Events to publish together: (their timestamp, the events)."""
 _STATES: Final = {state.value: state for state in CircuitState}
+ADOPTED: Final = "adopted_fleet_state"
+"""The reason of the events a resync publishes for transitions it did not hear (see
+`adopted_events`)."""
 
 
 class Outcome(NamedTuple):
@@ -102,3 +106,27 @@ def outcome_counts(before: Circuit, after: Circuit) -> Counters:
     return Counters(after.total_successes - before.total_successes,
                     after.total_failures - before.total_failures,
                     after.rejected_calls - before.rejected_calls)
+
+
+def adopted_events(before: Circuit, after: Circuit, origin: str) -> tuple[Emit, ...]:
+    """The events of a resync that moved the cell from `before` to the fleet's `after` state:
+    transitions made elsewhere while this process was not listening are not replayed (pub/sub
+    keeps nothing), so subscribers get one `STATE_CHANGE` from the state they last saw to the
+    current one, and the matching `CIRCUIT_*` event (reason `ADOPTED`, trigger "resync",
+    `origin` this process: it is the one that noticed). None when the state is the same."""
+    previous, new = before.state, after.state
+    if previous is new:
+        return ()
+    common = {"reason": ADOPTED, "failure_count": after.failure_count, "trigger": "resync",
+              "origin": origin}
+    change = Emit(EventType.STATE_CHANGE, {"previous_state": previous, "new_state": new,
+                                           **common})
+    if new is CircuitState.OPEN:
+        specific = Emit(EventType.CIRCUIT_OPENED, {
+            **common, "expiry": after.current_expiry, "expiry_disabled": after.expiry_disabled,
+            "previous_state": previous})
+    elif new is CircuitState.HALF_OPEN:
+        specific = Emit(EventType.CIRCUIT_HALF_OPENED, {**common, "expiry": after.current_expiry})
+    else:
+        specific = Emit(EventType.CIRCUIT_CLOSED, {**common, "previous_state": previous})
+    return change, specific

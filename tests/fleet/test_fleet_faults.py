@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from brama import Brama, CircuitOpenError, CircuitState, EventType, circuit_breaker
+from brama._fleet.slot import ADOPTED
 from tests.fleet.harness import RedisServer
 from tests.fleet.helpers import drain, eventually, fleet_version, subscribed
+from tests.fleet.partition import Partition
 
 OPEN, CLOSED = CircuitState.OPEN, CircuitState.CLOSED
 BACKEND = [EventType.BACKEND_UNAVAILABLE, EventType.BACKEND_RESTORED]
@@ -194,3 +196,48 @@ def test_the_backend_password_is_never_shown(redis_binary: str, namespace: str) 
             system.stop()
     finally:
         server.destroy()
+
+
+def test_a_partitioned_system_catches_up_with_what_it_did_not_hear(
+        systems, own_server, namespace) -> None:
+    """b is cut off from Redis (a TCP proxy dropped) while a trips the circuit: pub/sub keeps
+    nothing, so b never hears a's events; when the partition heals, b's resync adopts the
+    fleet's state and its subscribers get one STATE_CHANGE (and CIRCUIT_OPENED) from the
+    state they last saw, marked as adopted on resync."""
+    watched = [EventType.STATE_CHANGE, EventType.CIRCUIT_OPENED, *BACKEND]
+    with Partition(own_server.port) as partition:
+        a = systems()
+        b = Brama(backend=partition.url, namespace=namespace)
+        try:
+            for system in (a, b):
+                system.register("pay", max_attempts=2, expiry=30)
+            subscribed(a, b)
+            events = b.subscribe(events=watched)
+            partition.cut()
+            eventually(lambda: any(e.event is EventType.BACKEND_UNAVAILABLE
+                                   for e in drain(events, 0.01)), timeout=10,
+                       what="b notices the partition")
+            a.failure("pay", reason="refused")
+            a.failure("pay", reason="refused")
+            assert a.status("pay").state is OPEN
+            assert b.status("pay").state is CLOSED and b.available("pay")  # it cannot know
+
+            partition.heal()
+            eventually(lambda: b.status("pay").state is OPEN, timeout=15,
+                       what="b adopts the fleet's opening")
+            assert not b.available("pay")
+            seen = eventually(lambda: [e for e in drain(events, 0.2)
+                                       if e.event is not EventType.BACKEND_RESTORED],
+                              timeout=5, what="b's subscribers hear of it")
+            seen += [e for e in drain(events, 0.3) if e.event is not EventType.BACKEND_RESTORED]
+            assert [e.event for e in seen] == [EventType.STATE_CHANGE, EventType.CIRCUIT_OPENED]
+            change, opened = seen
+            assert change.data["previous_state"] is CLOSED and change.data["new_state"] is OPEN
+            for event in seen:
+                assert event.connection == "pay"
+                assert event.data["reason"] == ADOPTED and event.data["trigger"] == "resync"
+                assert event.data["origin"] == b.runtime.fleet.origin
+                assert event.data["failure_count"] == 2
+            assert opened.data["expiry"] == 30
+        finally:
+            b.stop()
