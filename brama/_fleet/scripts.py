@@ -140,6 +140,33 @@ class Script:
         except require_redis().exceptions.NoScriptError:
             return client.eval(self.body, len(keys), *keys, *args)
 
+    def run_many(self, client: Redis,
+                 calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """EVALSHA for each (keys, args), pipelined: one round trip for all of them (two if
+        the server did not know the script: only the calls refused with NOSCRIPT, which ran
+        nothing, are sent again after loading it). The replies in order; a call the server
+        refused has its exception in its place. Raises what redis-py raises for the
+        connection."""
+        noscript = require_redis().exceptions.NoScriptError
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            pipeline = client.pipeline(transaction=False)
+            for index in todo:
+                keys, args = calls[index]
+                pipeline.evalsha(self.sha, len(keys), *keys, *args)
+            answers = pipeline.execute(raise_on_error=False)
+            missing = []
+            for index, answer in zip(todo, answers, strict=True):
+                replies[index] = answer
+                if isinstance(answer, noscript):
+                    missing.append(index)
+            if not missing or attempt:
+                break
+            client.script_load(self.body)
+            todo = missing
+        return replies
+
 
 TRANSITION: Final = Script("transition", TRANSITION_LUA)
 JOIN: Final = Script("join", JOIN_LUA)

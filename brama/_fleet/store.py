@@ -147,6 +147,18 @@ def _counters(flat: Sequence[Any]) -> Counters:
     return Counters(**values)
 
 
+def _counter_args(successes: int, failures: int, rejections: int,
+                  last_success: float | None) -> list[str]:
+    """ADD_COUNTERS's field/value pairs (checked: ValueError for a bad count)."""
+    pairs: list[str] = []
+    for name, value in zip(COUNTERS, (successes, failures, rejections), strict=True):
+        if _count(name, value):
+            pairs += (name, str(value))
+    if last_success is not None:
+        pairs += (LAST_SUCCESS, repr(float(last_success)))
+    return pairs
+
+
 def _count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name}={value!r} must be a whole number >= 0")
@@ -286,15 +298,44 @@ class FleetStore:
                      rejections: int = 0, last_success: float | None = None) -> Counters:
         """Add this process's unflushed counts (HINCRBY), raise the latest success to
         `last_success` if it is later, and refresh both TTLs; returns the fleet's totals."""
-        pairs: list[str] = []
-        for name, value in zip(COUNTERS, (successes, failures, rejections), strict=True):
-            if _count(name, value):
-                pairs += (name, str(value))
-        if last_success is not None:
-            pairs += (LAST_SUCCESS, repr(float(last_success)))
+        pairs = _counter_args(successes, failures, rejections, last_success)
         reply = self._script(ADD_COUNTERS, key, (self._ttl_ms, *pairs), "add_counters",
                              keys=(key.counters, key.state), time_at=1)
         return _counters(reply[0])
+
+    def add_counters_many(
+        self, items: Sequence[tuple[FleetKey, int, int, float | None]],
+    ) -> list[Counters | BackendUnavailable]:
+        """`add_counters` for many connections in one pipelined round trip: (key, successes,
+        rejections, last success) each. Per item, the totals after, or the error the server
+        answered for it. Raises BackendUnavailable when the backend cannot be reached."""
+        calls = []
+        for key, successes, rejections, last_success in items:
+            pairs = _counter_args(successes, 0, rejections, last_success)
+            calls.append(((key.counters, key.state), (self._ttl_ms, *pairs)))
+        if not calls:
+            return []
+        client, clock = self.client, self.clock
+
+        def run() -> list[Any]:
+            sent = clock.local()
+            replies = ADD_COUNTERS.run_many(client, calls)
+            received = clock.local()
+            for reply in replies:
+                if not isinstance(reply, Exception):
+                    clock.observe_reply(sent, received, reply[1], reply[2])
+                    break
+            return replies
+
+        results: list[Counters | BackendUnavailable] = []
+        for (key, *_), reply in zip(items, self._call("add_counters", run), strict=True):
+            if isinstance(reply, Exception):
+                results.append(BackendUnavailable(
+                    f"add_counters of {key!r} refused by fleet backend "
+                    f"{self.config.display_url}: {describe(reply)}"))
+            else:
+                results.append(_counters(reply[0]))
+        return results
 
     def counters(self, key: FleetKey) -> Counters:
         """The fleet's stored counters of `key` (without anyone's unflushed counts)."""

@@ -281,6 +281,29 @@ def test_a_healthy_call_sends_nothing_to_redis(make_brama, clock, server) -> Non
     assert b.status("pay").total_successes == 2000
 
 
+def test_the_flusher_adds_every_connections_counts_in_one_round_trip(
+        make_brama, clock, server) -> None:
+    """300 connections with successes to add: one flush sends one script call each, all
+    pipelined (the server's socket reads barely move), and the fleet has every count."""
+    a, b = make_brama(clock=clock), make_brama(clock=clock)
+    names = [f"svc-{i}" for i in range(300)]
+    for name in names:
+        a.register(name)
+        b.register(name)
+    sync_fleet(a, b)
+    for name in names:
+        a.success(name)
+        a.success(name)
+    admin = server.admin()
+    calls, reads = script_calls(server.url), int(admin.info("stats")["total_reads_processed"])
+    clock.advance(1.0)  # one tick of each system's flusher (b has nothing to add)
+    reads = int(admin.info("stats")["total_reads_processed"]) - reads
+    assert script_calls(server.url) - calls == 300
+    assert reads < 60, reads  # one call at a time would take 300 reads and more
+    sync_fleet(a, b)
+    assert {b.status(name).total_successes for name in names} == {2}
+
+
 def test_unregister_and_stop_flush_what_was_counted(make_brama, clock) -> None:
     a, b, c = fleet_of(make_brama, 3, clock)
     for _ in range(7):

@@ -243,6 +243,32 @@ def test_counters_are_added_in_batches(two: tuple[FleetStore, FleetStore]) -> No
         a.add_counters(key, rejections=True)
 
 
+def test_counters_of_many_connections_in_one_round_trip(
+        store: FleetStore, server: RedisServer) -> None:
+    """`add_counters_many`: every connection's totals in one pipelined round trip (the
+    server's socket reads barely move); after SCRIPT FLUSH only the refused calls are sent
+    again (nothing counted twice); a connection the server refuses (WRONGTYPE) gets its
+    error, the others their totals."""
+    admin = server.admin()
+    keys = [store.key(f"svc-{i}") for i in range(200)]
+    store.add_counters(keys[0], successes=1)  # the script is known, the pool connected
+    admin.script_flush()
+    reads = int(admin.info("stats")["total_reads_processed"])
+    results = store.add_counters_many([(key, 2, 1, 1_800_000_000.0) for key in keys])
+    reads = int(admin.info("stats")["total_reads_processed"]) - reads
+    assert results[0] == (3, 0, 1, 1_800_000_000.0)
+    assert all(totals == (2, 0, 1, 1_800_000_000.0) for totals in results[1:]), results[:3]
+    assert reads < 40, reads  # sequential calls would be 200 reads and more
+    assert store.counters(keys[1]) == (2, 0, 1, 1_800_000_000.0)
+
+    admin.set(keys[5].counters, "not a hash")
+    results = store.add_counters_many([(key, 0, 0, None) for key in keys[:10]])
+    assert isinstance(results[5], BackendUnavailable) and "WRONGTYPE" in str(results[5])
+    assert [r.successes for i, r in enumerate(results) if i != 5] == [3] + [2] * 8
+    assert store.available
+    assert store.add_counters_many([]) == []
+
+
 def test_scripts_are_loaded_again_after_the_cache_is_flushed(
         store: FleetStore, server: RedisServer) -> None:
     key = store.key("payments")
