@@ -108,15 +108,18 @@ for i = 2, #ARGV, 2 do
     redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
+if #ARGV > 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
 return {redis.call('HGETALL', KEYS[1]), now[1], now[2]}
 """
 """Add local counts to the fleet's counters of one connection.
 
 KEYS: counters hash, state hash. ARGV: TTL in ms, then field, increment pairs (an empty list
 only reads); the field `last_success` is not summed but kept as the latest time given.
-Refreshes both TTLs (a connection still counting is not abandoned).
+Adding refreshes both TTLs (a connection still counting is not abandoned); a read refreshes
+nothing, so a connection nobody uses expires even while processes (or a dashboard) watch it.
 Reply `{counters (flat field/value list), time_s, time_us}`: the totals after the add."""
 
 

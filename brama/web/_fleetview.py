@@ -22,8 +22,8 @@ the list of connections, which no process registered here. `FleetView` supplies 
 Being registered makes the dashboard a member of the fleet, passive but real: it calls no
 dependency, so it never counts an outcome or trips a circuit, but like every member it may be
 the one that writes an open circuit's half-opening when its deadline passes (the first
-member's write wins; the others' are no-ops), and its counters reads refresh the keys' TTL, so
-connections do not expire while a dashboard watches them.
+member's write wins; the others' are no-ops). Its reads refresh no key's TTL: a connection the
+workers abandoned expires as it would without a dashboard, and the next pass drops it.
 """
 
 from __future__ import annotations

@@ -107,6 +107,30 @@ def test_later_connections_and_live_changes_appear(make_brama, dashboard, server
     assert rows(app)[(None, "A")]["last_change"]["origin"] == a.runtime.fleet.origin
 
 
+def test_watching_keeps_no_connection_alive(make_brama, dashboard, server):
+    """The view reads (discovery, last changes, the fleet's counters) without refreshing a
+    TTL: a connection the workers stopped using expires as it would with no dashboard, and
+    the view then drops it."""
+    from brama.testing import sync_fleet
+
+    worker = make_brama()
+    worker.register("idle")
+    system, view, app = dashboard()
+    assert view.refresh() and (None, "idle") in rows(app)
+    admin = server.admin()
+    key = worker.runtime.fleet.store.key("idle")
+    for name in (key.state, key.counters):
+        admin.pexpire(name, 60_000)
+    for _ in range(3):
+        assert view.refresh()
+        sync_fleet(system)  # flushes with nothing to add: a read of the fleet's counters
+    assert 0 < admin.pttl(key.state) <= 60_000
+    assert admin.pttl(key.counters) <= 60_000
+    admin.delete(key.state, key.counters)  # the TTL ran out
+    assert view.refresh()
+    assert (None, "idle") not in rows(app)
+
+
 def test_connections_registered_here_by_other_code_are_left_alone(make_brama, dashboard):
     a = make_brama()
     a.register("A")

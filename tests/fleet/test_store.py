@@ -202,6 +202,10 @@ def test_ttls_are_set_and_refreshed_on_write(make_store: Callable[..., FleetStor
     admin.pexpire(key.state, 5_000)
     assert store.read(key) is not None  # a read changes nothing
     assert admin.pttl(key.state) <= 5_000
+    admin.pexpire(key.counters, 5_000)
+    assert store.add_counters(key).rejections == 1  # nor does reading the counters: watching
+    assert store.add_counters_many([(key, 0, 0, None)])[0].rejections == 1  # is not using
+    assert admin.pttl(key.state) <= 5_000 and admin.pttl(key.counters) <= 5_000
 
 
 def test_every_key_has_its_connections_hash_tag(store: FleetStore,
