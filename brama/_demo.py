@@ -207,15 +207,16 @@ def classify(status: int) -> Verdict:
     return "success"
 
 
-def make_client(url: str, system: brama.Brama | None = None) -> Callable[[], int]:
-    """`fetch()`: GET `url` through the circuit breaker of CONNECTION (of `system`, the default
-    one if None); returns the HTTP status.
+def make_client(url: str, system: brama.Brama | None = None, *, identifier: str = CONNECTION,
+                scope: str | None = None) -> Callable[[], int]:
+    """`fetch()`: GET `url` through the circuit breaker of `identifier` (CONNECTION unless
+    said) in `scope`, of `system` (the default one if None); returns the HTTP status.
 
     An HTTP error answer is returned as its status (and classified by `classify`); a time-out
     or a refused connection raises, which the decorator reports as a failure and re-raises.
     """
 
-    @brama.circuit_breaker(CONNECTION, error_handler=classify, system=system)
+    @brama.circuit_breaker(identifier, scope=scope, error_handler=classify, system=system)
     def fetch() -> int:
         try:
             with urllib.request.urlopen(url, timeout=CLIENT_TIMEOUT) as response:

@@ -20,22 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
 import brama
 from brama._demo import (
-    CLIENT_TIMEOUT,
     CONNECTION,
     EXPIRY,
     MAX_ATTEMPTS,
     FlakyService,
     PhaseKind,
     Tally,
-    classify,
     make_client,
     make_schedule,
     worker,
@@ -108,21 +104,6 @@ class _LoopingService(FlakyService):
         return super().phase_at((elapsed + self.offset) % self.period)
 
 
-def _client(identifier: str, scope: str | None, url: str) -> Callable[[], int]:
-    """`fetch()` for a demo connection other than the demo's own (see `make_client`)."""
-
-    @brama.circuit_breaker(identifier, scope=scope, error_handler=classify)
-    def fetch() -> int:
-        try:
-            with urllib.request.urlopen(url, timeout=CLIENT_TIMEOUT) as response:
-                status: int = response.status
-                return status
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    return fetch
-
-
 @contextlib.contextmanager
 def _demo(seed: int, out: TextIO) -> Iterator[None]:
     """Run the demo's services and workers for the duration of the block."""
@@ -134,8 +115,7 @@ def _demo(seed: int, out: TextIO) -> Iterator[None]:
             service = stack.enter_context(_LoopingService(DEMO_PERIOD, seed + number, offset))
             brama.register(identifier, scope=scope, max_attempts=MAX_ATTEMPTS, expiry=EXPIRY,
                            metadata={"url": service.url, "demo": True})
-            fetch = (make_client(service.url) if identifier == CONNECTION and scope is None
-                     else _client(identifier, scope, service.url))
+            fetch = make_client(service.url, identifier=identifier, scope=scope)
             where = identifier if scope is None else f"{scope}/{identifier}"
             print(f"  demo service {where:<18} {service.url}", file=out, flush=True)
             for n in range(WORKERS_PER_SERVICE):
