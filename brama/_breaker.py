@@ -219,6 +219,15 @@ class Breaker:
             get_logger(_log).warning("failure_report_failed", connection=cell.identifier,
                                      scope=cell.scope, exc_info=True)
 
+    def raised(self, system: Brama, cell: Cell, ticket: int, exc: Exception, ignore: Ignore,
+               duration: float | None = None) -> None:
+        """The call raised `exc`: its permit back if `ignore` says so, else a failure with the
+        exception's repr as the reason; never raises."""
+        if ignore(exc):
+            self.release(system, cell, ticket)
+        else:
+            self.failure(system, cell, ticket, safe_repr(exc), duration)
+
     def release(self, system: Brama, cell: Cell, ticket: int) -> None:
         """Give a permit back without an outcome; never raises."""
         if ticket < 0:

@@ -215,11 +215,8 @@ def _sync_call(
     try:
         result = func(*args, **kwargs)
     except Exception as exc:
-        if ignore(exc):
-            breaker.release(system, cell, ticket)
-        else:
-            breaker.failure(system, cell, ticket, safe_repr(exc),
-                            None if clock is None else clock() - started)
+        breaker.raised(system, cell, ticket, exc, ignore,
+                       None if clock is None else clock() - started)
         raise
     except BaseException:
         breaker.release(system, cell, ticket)
@@ -329,11 +326,8 @@ def _async_wrapper(
                             None if clock is None else clock() - started)
             raise TimeoutError(timed_out_message(cell.identifier, limit)) from None
         except Exception as exc:
-            if ignore(exc):
-                breaker.release(system, cell, ticket)
-            else:
-                breaker.failure(system, cell, ticket, safe_repr(exc),
-                                None if clock is None else clock() - started)
+            breaker.raised(system, cell, ticket, exc, ignore,
+                           None if clock is None else clock() - started)
             raise
         except BaseException:
             breaker.release(system, cell, ticket)

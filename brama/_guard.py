@@ -25,7 +25,6 @@ from brama._cell import Cell
 from brama._circuit import CLOSED, NO_PERMIT, REFUSED
 from brama._system import Brama
 from brama._validation import check_duration
-from brama.otp import safe_repr
 
 __all__ = ["Guard", "guard"]
 
@@ -127,8 +126,8 @@ class Guard:
         breaker = self._breaker
         if exc is None:
             breaker.success(system, cell, ticket, duration)
-        elif isinstance(exc, Exception) and not self._ignore(exc):
-            breaker.failure(system, cell, ticket, safe_repr(exc), duration)
+        elif isinstance(exc, Exception):
+            breaker.raised(system, cell, ticket, exc, self._ignore, duration)
         else:
             breaker.release(system, cell, ticket)
 
