@@ -25,7 +25,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pykka
 from pykka import ActorDeadError, ActorRef
@@ -59,6 +59,8 @@ from brama.otp import (
 from brama.types import Event, EventType
 
 __all__ = ["CALL_TIMEOUT", "ConnectionAddress", "Runtime"]
+
+T = TypeVar("T")
 
 CALL_TIMEOUT = 30.0
 """Longest wait for a connection actor that is busy (a direct call never waits)."""
@@ -381,19 +383,25 @@ class Runtime:
 
     def subscribe(self, target: Any, **how: Any) -> Any:
         """`EventBus.subscribe`, waiting out a restart of the bus actor."""
-        deadline = time.monotonic() + _RESTART_WAIT
+        return self._on_bus(lambda: self.bus.subscribe(target, **how), _RESTART_WAIT)
+
+    def flush(self, timeout: float) -> None:
+        """Wait until every event published so far was handed to its subscriptions (waiting
+        out a restart of the bus actor: the events wait for it)."""
+        self._on_bus(lambda: self.bus.flush(timeout=timeout), max(timeout, _RESTART_WAIT))
+
+    def _on_bus(self, operation: Callable[[], T], wait: float) -> T:
+        """`operation()` on the bus, retried while its actor is being restarted (at most
+        `wait` seconds); BramaError if the system is down or the bus does not come back."""
+        deadline = time.monotonic() + wait
         while True:
             try:
-                return self.bus.subscribe(target, **how)
+                return operation()
             except ActorDeadError as exc:
                 self.raise_if_down(exc)
                 if time.monotonic() >= deadline:
                     raise BramaError("the event bus was not restarted in time") from exc
                 threading.Event().wait(0.01)
-
-    def flush(self, timeout: float) -> None:
-        """Wait until every event published so far was handed to its subscriptions."""
-        self.bus.flush(timeout=timeout)
 
     def apply_globals(self, changed: Iterable[str]) -> None:
         """Tell the actors that hold a copy of a changed global option."""

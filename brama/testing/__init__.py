@@ -142,7 +142,8 @@ def simulate_recovery(identifier: str, *, scope: str | None = None,
 
 
 def flush_events(*, system: Brama | None = None, timeout: float = 5.0) -> None:
-    """Wait until every event published so far was handed to its subscriptions."""
+    """Wait until every event published so far was handed to its subscriptions (also while
+    the bus actor is being restarted: its pending events go out once it is back)."""
     _system(system).runtime.flush(timeout)
 
 

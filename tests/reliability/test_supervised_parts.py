@@ -100,3 +100,17 @@ def test_killing_a_part_under_traffic_loses_nothing(
         # each kill's first report came through within a second (most far quicker)
         assert statistics.median(recoveries) < RECOVERY, recoveries
         assert max(recoveries) < 5 * RECOVERY, recoveries
+
+
+def test_flush_events_waits_out_a_restarting_bus() -> None:
+    """`flush_events` right after the bus actor was killed waits for its restart (the events
+    published meanwhile are pending, not lost) instead of raising: killed and flushed 40
+    times, every FAILURE reaches the subscription."""
+    with Brama(max_restarts=100_000, max_seconds=1.0) as system:
+        system.register("x", max_attempts=10_000)
+        sub = system.subscribe(events=[EventType.FAILURE], queue_size=1_000)
+        for _ in range(40):
+            assert kill("events", system=system) is not None
+            system.failure("x")
+            flush_events(system=system)
+        assert len(drain(sub)) == 40
