@@ -15,7 +15,7 @@ import pytest
 from brama import Brama, CircuitState
 from brama._connection import ConnectionActor
 from brama.testing import FakeClock
-from tests.helpers import wait_until
+from tests.helpers import threads_since, wait_until
 
 
 def running_actors() -> int:
@@ -123,12 +123,13 @@ def test_hundreds_of_woken_connections_give_their_threads_back(
     brama_system: Brama, brama_clock: FakeClock
 ) -> None:
     baseline = threading.active_count()
+    before = set(threading.enumerate())
     names = [f"host-{i}" for i in range(300)]
     for name in names:
         brama_system.register(name)
         brama_system.failure(name)
     assert running_actors() == len(names)
-    assert threading.active_count() >= baseline + len(names)
+    assert len(threads_since(before)) >= len(names)
     brama_clock.advance(5)
     assert running_actors() == 0
     # An actor that hibernates while its check runs on another thread (direct dispatch)

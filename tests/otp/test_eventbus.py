@@ -21,6 +21,7 @@ import pytest
 from pykka import ActorDeadError
 
 from brama.otp import Actor, EventBus, Subscription
+from tests.helpers import threads_since
 
 _bus_names = itertools.count()
 WAIT = 10.0
@@ -595,7 +596,7 @@ def test_subscriptions_have_unique_ids_and_readable_reprs(bus: EventBus) -> None
 
 
 def test_arguments_are_validated_before_anything_changes(bus: EventBus) -> None:
-    threads = threading.active_count()
+    before = set(threading.enumerate())
     cases: list[tuple[type[Exception], str, dict[str, Any]]] = [
         (TypeError, "filter", {"filter": "yes"}),
         (TypeError, "match", {"match": 3}),
@@ -614,7 +615,7 @@ def test_arguments_are_validated_before_anything_changes(bus: EventBus) -> None:
             bus.subscribe(target, **kwargs)
         assert "got" in str(raised.value)  # names the value it refused
     assert not bus.wanted("anything")
-    assert threading.active_count() == threads  # no lane was started
+    assert threads_since(before) == []  # no lane was started
     with pytest.raises(TypeError, match="topic"):
         bus.publish(["unhashable"], 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Subscription"):
@@ -640,10 +641,10 @@ async def _async_predicate(event: Any) -> bool:
 def test_bus_options_are_validated(
     options: dict[str, Any], error: type[Exception], argument: str
 ) -> None:
-    threads = threading.active_count()
+    before = set(threading.enumerate())
     with pytest.raises(error, match=argument):
         EventBus(**options)
-    assert threading.active_count() == threads
+    assert threads_since(before) == []
 
 
 def test_get_is_only_for_mailbox_subscriptions(bus: EventBus) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from brama.otp import EventBus
+from tests.helpers import threads_since
 
 from .test_eventbus import WAIT, new_bus
 
@@ -156,7 +157,7 @@ def test_async_handler_queue_is_bounded() -> None:
 
 def test_async_handler_without_a_running_loop_is_refused() -> None:
     bus = new_bus()
-    threads = threading.active_count()
+    before = set(threading.enumerate())
 
     async def handler(event: Any) -> None:
         raise AssertionError("never run")
@@ -177,7 +178,7 @@ def test_async_handler_without_a_running_loop_is_refused() -> None:
             gc.collect()
         assert not [w for w in caught if "never awaited" in str(w.message)]
         assert not bus.wanted("t")
-        assert threading.active_count() == threads
+        assert threads_since(before) == []  # no lane, no loop thread was started
     finally:
         bus.stop()
 

@@ -21,7 +21,7 @@ from brama.otp import (
     StartError,
     Supervisor,
 )
-from tests.helpers import wait_until
+from tests.helpers import threads_since, wait_until
 from tests.otp.children import (
     Plain,
     StartLog,
@@ -114,19 +114,19 @@ def test_dormant_children_start_nothing_until_ensure(
     rec: StartLog, make_sup: Callable[..., Supervisor]
 ) -> None:
     sup = make_sup()
-    threads_before = threading.active_count()
+    before = set(threading.enumerate())
     for i in range(50):
         assert sup.start_child(rec.spec(("dormant", i)), start=False) is None
     rows = sup.which_children()
     assert len(rows) == 50 and all(r.status == "dormant" and r.ref is None for r in rows)
-    assert threading.active_count() == threads_before
+    assert threads_since(before) == []
     assert rec.starts == []
 
     first = sup.ensure_child(("dormant", 7))
     second = sup.ensure_child(("dormant", 7))
     assert urn(first) == urn(second) and first.is_alive()
     assert rec.starts == [(("dormant", 7), 0, None)]
-    assert threading.active_count() == threads_before + 1
+    assert len(threads_since(before)) == 1
     assert info(sup, ("dormant", 7)).status == "running"
 
 
@@ -214,10 +214,10 @@ def _ok_start(ctx: StartContext) -> ActorRef[Any]:
     ],
 )
 def test_supervisor_validation(kwargs: dict[str, Any], exc: type[Exception], name: str) -> None:
-    threads = threading.active_count()
+    before = set(threading.enumerate())
     with pytest.raises(exc, match=name):
         Supervisor(**kwargs)
-    assert threading.active_count() == threads  # nothing was started
+    assert threads_since(before) == []  # nothing was started
 
 
 @pytest.mark.parametrize(

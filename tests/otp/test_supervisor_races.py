@@ -51,7 +51,8 @@ def test_hibernation_releases_the_thread_and_is_not_a_restart(
         assert got[0].reason == HIBERNATED and not got[0].abnormal
         row = info(sup, "h")
         assert row.status == "dormant" and row.ref is None and row.restarts == 0
-        wait_until(lambda n=threads - 1: threading.active_count() == n, what="the thread to end")
+        # at most: a thread of an earlier test may end meanwhile too
+        wait_until(lambda n=threads - 1: threading.active_count() <= n, what="the thread to end")
     assert sup.alive and sup.failure is None
     assert urn(info(sup, "other").ref) == urn(other)  # one_for_all did not kick in
     # waking up hands over the last published state, with the restart count unchanged

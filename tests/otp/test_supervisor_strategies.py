@@ -20,7 +20,7 @@ from brama.otp import (
     StartError,
     Supervisor,
 )
-from tests.helpers import WAIT, wait_until
+from tests.helpers import WAIT, threads_since, wait_until
 from tests.otp.children import (
     Echo,
     StartLog,
@@ -56,10 +56,9 @@ def test_static_children_start_in_order_and_which_children(
 
 
 def test_stop_is_reverse_order_idempotent_and_leaves_no_threads(rec: StartLog) -> None:
-    names_before = {t.name for t in threading.enumerate()}
-    count_before = threading.active_count()
+    before = set(threading.enumerate())
     sup = Supervisor([rec.spec("a"), rec.spec("b"), rec.spec("c")])
-    assert threading.active_count() == count_before + 4
+    assert len(threads_since(before)) == 4
     child_refs = [rec.latest(c) for c in "abc"]
     sup.stop()
     assert rec.stops == ["c", "b", "a"]
@@ -69,8 +68,7 @@ def test_stop_is_reverse_order_idempotent_and_leaves_no_threads(rec: StartLog) -
     with sup:
         pass  # __exit__ stops again, harmlessly
     assert rec.stops == ["c", "b", "a"]
-    wait_until(lambda: threading.active_count() == count_before, what="threads to end")
-    assert {t.name for t in threading.enumerate()} == names_before
+    wait_until(lambda: not threads_since(before), what="threads to end")
     assert len(rec.starts) == 3  # nothing was restarted while stopping
 
 

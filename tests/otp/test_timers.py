@@ -15,6 +15,7 @@ import pykka
 import pytest
 
 from brama.otp import Actor, Clock, FakeClock, TimerRef, TimerService
+from tests.helpers import threads_since
 
 WAIT = 5.0  # generous upper bound for anything we wait on with a timeout
 
@@ -281,11 +282,11 @@ def test_failing_destinations_do_not_stop_later_timers(
 
 
 def test_fake_clock_service_starts_no_thread(clock: FakeClock, fake: TimerService) -> None:
-    before = threading.active_count()
+    before = set(threading.enumerate())
     for i in range(50):
         fake.send_after(i, TellList(), i)
     assert scheduler_threads(fake.name) == []
-    assert threading.active_count() == before
+    assert threads_since(before) == []
 
 
 @pytest.mark.parametrize("bad", [-1, -0.5, math.nan, -math.inf])
