@@ -14,7 +14,7 @@ from brama import _fork
 from brama import _messages as m
 from brama._cell import Cell, Key
 from brama._cellapi import CellMethods
-from brama._circuit import CLOSED, OPEN, Circuit
+from brama._circuit import CLOSED, Circuit
 from brama._config import Settings
 from brama._groups import GroupMethods, Groups
 from brama._options import Options
@@ -31,7 +31,7 @@ from brama.types import ConnectionStatus, EventType
 __all__ = ["Brama"]
 
 _SUCCESS = EventType.SUCCESS
-_REFUSED, _NO_PERMIT, _LEGACY = m.REFUSED, m.NO_PERMIT, m.LEGACY
+_REFUSED, _LEGACY = m.REFUSED, m.LEGACY
 
 
 class Brama(CellMethods, EventMethods, GroupMethods):
@@ -171,13 +171,7 @@ class Brama(CellMethods, EventMethods, GroupMethods):
                 if type(identifier) is str and (scope is None or type(scope) is str) else None)
         if cell is None and (cell := self.lookup(identifier, scope)) is None:
             return _REFUSED
-        state = cell.circuit.state
-        if state is CLOSED:
-            return _NO_PERMIT
-        if state is OPEN:
-            next(cell.fast_rejections)
-            return _REFUSED
-        return int(self._runtime.ask(cell, m.Acquire()))
+        return self.admitted(cell)
 
     def acquire(self, identifier: str, *, scope: str | None = None) -> Permit | None:
         """Admit a call that owns its half-open permit; None when refused (see `Permit`)."""

@@ -9,11 +9,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from brama.errors import ConfigError
 
 __all__ = ["CircuitState", "ConnectionStatus", "Event", "EventType"]
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def _member(cls: type[E], value: object, what: str) -> E:
+    """The member of `cls` for `value` (a member or its string value), else ConfigError naming
+    `what` and the accepted values; no method of a str subclass runs (a plain copy is read)."""
+    if type(value) is cls:
+        return value
+    if isinstance(value, str):
+        member = cls._value2member_map_.get(str.__str__(value))
+        if member is not None:
+            return member  # type: ignore[return-value]
+    accepted = ", ".join(repr(m.value) for m in cls)
+    raise ConfigError(f"{what} must be one of {accepted}, got {_shown(value)}")
 
 
 class CircuitState(str, Enum):
@@ -29,14 +45,7 @@ class CircuitState(str, Enum):
     @classmethod
     def coerce(cls, value: CircuitState | str) -> CircuitState:
         """Return the member for `value` (a member or its string value), else raise ConfigError."""
-        if type(value) is cls:
-            return value
-        if isinstance(value, str):  # a plain copy: no method of a str subclass runs
-            member = cls._value2member_map_.get(str.__str__(value))
-            if member is not None:
-                return member  # type: ignore[return-value]
-        accepted = ", ".join(repr(m.value) for m in cls)
-        raise ConfigError(f"state must be one of {accepted}, got {_shown(value)}")
+        return _member(cls, value, "state")
 
 
 class EventType(str, Enum):
@@ -66,14 +75,7 @@ class EventType(str, Enum):
     @classmethod
     def coerce(cls, value: EventType | str) -> EventType:
         """Return the member for `value` (a member or its string value), else raise ConfigError."""
-        if type(value) is cls:
-            return value
-        if isinstance(value, str):  # a plain copy: no method of a str subclass runs
-            member = cls._value2member_map_.get(str.__str__(value))
-            if member is not None:
-                return member  # type: ignore[return-value]
-        accepted = ", ".join(repr(m.value) for m in cls)
-        raise ConfigError(f"event type must be one of {accepted}, got {_shown(value)}")
+        return _member(cls, value, "event type")
 
 
 def _shown(value: Any) -> str:
